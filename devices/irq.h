@@ -1,0 +1,14 @@
+// An interrupt line as devices see it. The VMM backs it with a KVM irqfd (edge-triggered pin on the
+// in-kernel IOAPIC); tests back it with a counter.
+#pragma once
+
+namespace kite {
+
+class IrqLine {
+public:
+    virtual ~IrqLine() = default;
+    // Raise the interrupt once. Safe from any thread.
+    virtual void trigger() = 0;
+};
+
+}  // namespace kite
