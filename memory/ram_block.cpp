@@ -1,0 +1,65 @@
+#include "memory/ram_block.h"
+
+#include <linux/memfd.h>  // MFD_HUGE_2MB (glibc only has MFD_HUGETLB)
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <string>
+
+#include "memory/size_text.h"
+
+namespace kite {
+
+namespace {
+
+constexpr uint64_t kPageSize = 4096;
+constexpr uint64_t kHugePageSize = 2 << 20;
+// memfd names are limited to 249 bytes by the kernel; keep well inside.
+constexpr size_t kMaxMemfdName = 200;
+
+}  // namespace
+
+Result<RamBlock> RamBlock::create(uint64_t size, RamOffset offset, HugePages mode, std::string_view name) {
+    std::string label = "RAM block '" + std::string(name) + "'";
+    bool hugetlb = mode == HugePages::Hugetlbfs2M;
+    if (size == 0) return fail(label + " has size 0");
+    if (size % kPageSize != 0) return fail(label + " size " + size_text(size) + " is not a multiple of 4 KiB");
+    if (hugetlb && size % kHugePageSize != 0)
+        return fail(label + " size " + size_text(size) + " is not a multiple of 2 MiB, as 2 MiB huge pages need");
+    // ftruncate takes an off_t; RAM offsets must not wrap.
+    if (size > static_cast<uint64_t>(INT64_MAX) || !offset.checked_add(size))
+        return fail(label + " size " + size_text(size) + " is too large");
+
+    unsigned flags = MFD_CLOEXEC;
+    if (hugetlb) flags |= MFD_HUGETLB | MFD_HUGE_2MB;
+    std::string memfd_name(name.substr(0, kMaxMemfdName));
+    UniqueFd fd(::memfd_create(memfd_name.c_str(), flags));
+    if (!fd) {
+        if (hugetlb) return std::unexpected(errno_error("2 MiB huge pages are not supported by this host for " + label));
+        return std::unexpected(errno_error("cannot create a memfd for " + label));
+    }
+    if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0)
+        return std::unexpected(errno_error("cannot size " + label + " to " + size_text(size)));
+
+    // hugetlbfs pages are reserved at mmap time unless MAP_NORESERVE is given; we want that
+    // reservation, so a shortage is this clear error now instead of a SIGBUS when the guest first
+    // touches the page. Ordinary shmem is not reserved either way (memfds are VM_NORESERVE).
+    int map_flags = MAP_SHARED;
+    if (!hugetlb) map_flags |= MAP_NORESERVE;
+    void* addr = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, map_flags, fd.get(), 0);
+    if (addr == MAP_FAILED) {
+        if (hugetlb)
+            return std::unexpected(errno_error("no 2 MiB huge pages available for a " + size_text(size) +
+                                               " RAM block (reserve them in /proc/sys/vm/nr_hugepages)"));
+        return std::unexpected(errno_error("cannot map " + size_text(size) + " for " + label));
+    }
+    HostMapping mapping(addr, size);
+
+    if (mode == HugePages::Transparent && ::madvise(addr, size, MADV_HUGEPAGE) != 0)
+        return std::unexpected(errno_error("transparent huge pages are not available for " + label));
+
+    return RamBlock(std::move(fd), std::move(mapping), offset, mode);
+}
+
+}  // namespace kite

@@ -1,0 +1,56 @@
+// Test helpers that look at this process through /proc/self: how many fds are open, and how an
+// address is mapped. They let tests check leaks and protections without trusting the code under test.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace kite::test {
+
+inline size_t open_fd_count() {
+    size_t n = 0;
+    for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+    return n;
+}
+
+// The permission field of the /proc/self/maps line that contains addr ("rw-s", "---p", ...), or ""
+// if nothing is mapped there.
+inline std::string mapping_perms(const void* addr) {
+    auto target = reinterpret_cast<uintptr_t>(addr);
+    std::ifstream maps("/proc/self/maps");
+    std::string line;
+    while (std::getline(maps, line)) {
+        std::istringstream fields(line);
+        std::string range, perms;
+        fields >> range >> perms;
+        auto dash = range.find('-');
+        uintptr_t start = std::stoull(range.substr(0, dash), nullptr, 16);
+        uintptr_t end = std::stoull(range.substr(dash + 1), nullptr, 16);
+        if (target >= start && target < end) return perms;
+    }
+    return "";
+}
+
+// The path column of the /proc/self/maps line that contains addr ("/memfd:name (deleted)", "" for
+// anonymous memory).
+inline std::string mapping_path(const void* addr) {
+    auto target = reinterpret_cast<uintptr_t>(addr);
+    std::ifstream maps("/proc/self/maps");
+    std::string line;
+    while (std::getline(maps, line)) {
+        std::istringstream fields(line);
+        std::string range, perms, offset, dev, inode, path;
+        fields >> range >> perms >> offset >> dev >> inode;
+        std::getline(fields >> std::ws, path);
+        auto dash = range.find('-');
+        uintptr_t start = std::stoull(range.substr(0, dash), nullptr, 16);
+        uintptr_t end = std::stoull(range.substr(dash + 1), nullptr, 16);
+        if (target >= start && target < end) return path;
+    }
+    return "";
+}
+
+}  // namespace kite::test
