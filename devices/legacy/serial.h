@@ -1,0 +1,103 @@
+// A 16550A-compatible UART (the PC's COM1 at I/O port 0x3f8, IRQ 4), enough for Linux's 8250 driver,
+// earlyprintk and the serial console.
+//
+// Model: the transmitter is infinitely fast (every byte written to THR goes straight to the output
+// sink, so LSR.THRE and LSR.TEMT always read 1); the receiver holds a bounded FIFO of host input.
+// Interrupts go out on an edge-triggered IrqLine: the line is triggered whenever an interrupt source
+// becomes pending that was not pending before (data ready with IER.ERBFI, THR empty with IER.ETBEI,
+// a modem-status change with IER.EDSSI). That is what the 8250's INTR output does on an edge-triggered
+// ISA line; Linux's handler loops on IIR until it reads "no interrupt", so a source that stays
+// pending needs no second edge.
+//
+// Threads: vCPU threads call read()/write(); the VMM thread calls enqueue_input(), input_space() and
+// dropped_input(). A small mutex guards the registers. The output sink, the IrqLine and the input-space
+// notifier are called with the mutex released (so a slow sink never blocks the VMM thread's input path
+// and callbacks may post work freely); they must not call back into this Serial.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <span>
+
+#include "devices/bus_device.h"
+#include "devices/irq.h"
+
+namespace kite {
+
+class Serial final : public BusDevice {
+public:
+    // Called on the vCPU thread with each byte the guest transmits. Keep it quick (a buffered or
+    // non-blocking write); the vCPU waits for it.
+    using OutputSink = std::function<void(std::span<const uint8_t>)>;
+
+    static constexpr uint64_t kCom1Port = 0x3f8;
+    static constexpr uint64_t kRegisterCount = 8;  // register it with this length
+    static constexpr uint32_t kCom1Irq = 4;
+    static constexpr size_t kInputCapacity = 64;  // bytes of host input the receive FIFO holds
+
+    Serial(IrqLine& irq, OutputSink sink);
+
+    // BusDevice. Only 1-byte accesses reach registers; wider reads return 0xff, wider writes are dropped.
+    void read(uint64_t offset, std::span<uint8_t> data) override;
+    void write(uint64_t offset, std::span<const uint8_t> data) override;
+
+    // VMM thread: queue host input (stdin) for the guest. Returns how many bytes were accepted; the rest
+    // does not fit in the FIFO (or the UART is in loopback mode) and is dropped and counted.
+    size_t enqueue_input(std::span<const uint8_t> bytes);
+    // Free space in the receive FIFO: read at most this many bytes from stdin, nothing when it is 0.
+    size_t input_space() const;
+    // Input bytes dropped so far because the FIFO was full or the UART was in loopback mode.
+    uint64_t dropped_input() const;
+    // Called (on a vCPU thread) when the guest has drained a receive FIFO that had been full, so a
+    // VMM that stopped reading stdin on input_space() == 0 knows when to resume. Set it before the
+    // vCPUs start.
+    void set_input_space_notifier(std::function<void()> notify);
+
+private:
+    // Interrupt sources, as a bit set, in IIR priority order (highest first).
+    static constexpr uint8_t kSourceRx = 1;
+    static constexpr uint8_t kSourceThre = 2;
+    static constexpr uint8_t kSourceModem = 4;
+
+    struct Effects {  // what to do once the mutex is released
+        bool raise_irq = false;
+        bool transmitted = false;
+        uint8_t byte = 0;
+        bool notify_space = false;
+    };
+
+    uint8_t read_register(uint64_t offset, Effects& fx);
+    void write_register(uint64_t offset, uint8_t value, Effects& fx);
+    void run(const Effects& fx);
+
+    uint8_t pending_sources() const;
+    uint8_t modem_lines() const;  // MSR bits 4-7 as the guest sees them
+    void set_mcr(uint8_t value);
+    bool rx_push(uint8_t byte);
+    uint8_t rx_pop();
+
+    IrqLine& irq_;
+    OutputSink sink_;
+    std::function<void()> notify_space_;
+
+    mutable std::mutex mutex_;
+    uint8_t ier_ = 0;
+    uint8_t lcr_ = 0x03;  // 8N1
+    uint8_t mcr_ = 0x08;  // OUT2, as the PC BIOS leaves it
+    uint8_t msr_delta_ = 0;
+    uint8_t scr_ = 0;
+    uint8_t dll_ = 0x0c;  // 9600 baud
+    uint8_t dlm_ = 0;
+    bool fifo_enabled_ = false;
+    bool thre_pending_ = false;  // THR-empty interrupt armed and not yet acknowledged by an IIR read
+    bool rx_was_full_ = false;   // the FIFO filled up since the last time the guest drained it
+    std::array<uint8_t, kInputCapacity> rx_{};
+    size_t rx_head_ = 0;
+    size_t rx_count_ = 0;
+    uint64_t dropped_ = 0;
+};
+
+}  // namespace kite

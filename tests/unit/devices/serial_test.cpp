@@ -1,0 +1,225 @@
+#include <doctest/doctest.h>
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "devices/legacy/serial.h"
+#include "tests/unit/devices/counting_irq.h"
+
+using namespace kite;
+
+namespace {
+
+constexpr uint64_t kData = 0, kIer = 1, kIir = 2, kFcr = 2, kLcr = 3, kMcr = 4, kLsr = 5, kMsr = 6, kScr = 7;
+
+struct SerialFixture {
+    CountingIrq irq;
+    std::vector<uint8_t> output;
+    Serial serial{irq, [this](std::span<const uint8_t> bytes) { output.insert(output.end(), bytes.begin(), bytes.end()); }};
+
+    uint8_t in(uint64_t offset) {
+        std::array<uint8_t, 1> b{};
+        serial.read(offset, b);
+        return b[0];
+    }
+    void out(uint64_t offset, uint8_t value) {
+        std::array<uint8_t, 1> b{value};
+        serial.write(offset, b);
+    }
+    void input(std::vector<uint8_t> bytes) { serial.enqueue_input(bytes); }
+};
+
+}  // namespace
+
+TEST_CASE_FIXTURE(SerialFixture, "bytes written to THR reach the output sink in order") {
+    out(kData, 'o');
+    out(kData, 'k');
+    out(kData, '\n');
+
+    CHECK(output == std::vector<uint8_t>{'o', 'k', '\n'});
+    CHECK(in(kLsr) == 0x60);  // THRE | TEMT, no data
+}
+
+TEST_CASE_FIXTURE(SerialFixture, "with DLAB set, offsets 0 and 1 are the divisor latch and nothing is sent") {
+    out(kLcr, 0x83);
+    out(kData, 0x01);
+    out(kIer, 0x02);
+    uint8_t dll = in(kData);
+    uint8_t dlm = in(kIer);
+    out(kLcr, 0x03);
+
+    CHECK(dll == 0x01);
+    CHECK(dlm == 0x02);
+    CHECK(in(kIer) == 0x00);
+    CHECK(output.empty());
+    CHECK(in(kLcr) == 0x03);
+}
+
+TEST_CASE_FIXTURE(SerialFixture, "IIR reports FIFO enabled only after FCR enables it") {
+    uint8_t before = in(kIir);
+    out(kFcr, 0x01);
+    uint8_t after = in(kIir);
+
+    CHECK(before == 0x01);
+    CHECK(after == 0xc1);
+}
+
+TEST_CASE_FIXTURE(SerialFixture, "IER keeps only its four defined bits") {
+    out(kIer, 0xff);
+
+    CHECK(in(kIer) == 0x0f);
+}
+
+TEST_CASE_FIXTURE(SerialFixture, "enabling ETBEI raises a THRE interrupt that an IIR read clears") {
+    out(kIer, 0x02);
+    int raised = irq.count;
+    uint8_t first = in(kIir);
+    uint8_t second = in(kIir);
+
+    CHECK(raised == 1);
+    CHECK(first == 0x02);
+    CHECK(second == 0x01);
+}
+
+TEST_CASE_FIXTURE(SerialFixture, "THRE interrupt is re-asserted when ETBEI is disabled and enabled again") {
+    out(kIer, 0x02);
+    (void)in(kIir);
+    out(kIer, 0x00);
+    out(kIer, 0x02);
+
+    CHECK(in(kIir) == 0x02);
+    CHECK(irq.count == 2);
+}
+
+TEST_CASE_FIXTURE(SerialFixture, "writing THR with ETBEI set raises THRE again after the IIR acknowledged it") {
+    out(kIer, 0x02);
+    (void)in(kIir);
+    out(kData, 'x');
+
+    CHECK(irq.count == 2);
+    CHECK(in(kIir) == 0x02);
+}
+
+TEST_CASE_FIXTURE(SerialFixture, "input sets data ready, raises the interrupt once and reads back in order") {
+    out(kIer, 0x01);
+    input({'a', 'b'});
+    uint8_t lsr = in(kLsr);
+    uint8_t iir = in(kIir);
+    uint8_t a = in(kData);
+    uint8_t b = in(kData);
+
+    CHECK(irq.count == 1);
+    CHECK(lsr == 0x61);
+    CHECK(iir == 0x04);
+    CHECK(a == 'a');
+    CHECK(b == 'b');
+    CHECK(in(kLsr) == 0x60);
+    CHECK(in(kIir) == 0x01);
+}
+
+TEST_CASE_FIXTURE(SerialFixture, "input without ERBFI raises no interrupt, enabling ERBFI then does") {
+    input({'a'});
+    int before = irq.count;
+    out(kIer, 0x01);
+
+    CHECK(before == 0);
+    CHECK(irq.count == 1);
+}
+
+TEST_CASE_FIXTURE(SerialFixture, "received data outranks THRE in IIR, and THRE shows once data is read") {
+    out(kIer, 0x03);
+    input({'z'});
+    uint8_t first = in(kIir);
+    (void)in(kData);
+    uint8_t second = in(kIir);
+
+    CHECK(first == 0x04);
+    CHECK(second == 0x02);
+}
+
+TEST_CASE_FIXTURE(SerialFixture, "input beyond the FIFO capacity is dropped and counted") {
+    std::vector<uint8_t> bytes(Serial::kInputCapacity + 5, 'q');
+
+    size_t accepted = serial.enqueue_input(bytes);
+
+    CHECK(accepted == Serial::kInputCapacity);
+    CHECK(serial.dropped_input() == 5);
+    CHECK(serial.input_space() == 0);
+}
+
+TEST_CASE_FIXTURE(SerialFixture, "draining a full FIFO calls the input-space notifier once") {
+    int notified = 0;
+    serial.set_input_space_notifier([&] { ++notified; });
+    std::vector<uint8_t> bytes(Serial::kInputCapacity, 'q');
+    serial.enqueue_input(bytes);
+
+    for (size_t i = 0; i < Serial::kInputCapacity; ++i) (void)in(kData);
+
+    CHECK(notified == 1);
+    CHECK(serial.input_space() == Serial::kInputCapacity);
+}
+
+TEST_CASE_FIXTURE(SerialFixture, "FCR clear-receiver discards pending input") {
+    input({'a', 'b'});
+    out(kFcr, 0x03);
+
+    CHECK(in(kLsr) == 0x60);
+}
+
+TEST_CASE_FIXTURE(SerialFixture, "loopback mode returns THR bytes as input and sends nothing out") {
+    out(kMcr, 0x10);
+    out(kData, 0x42);
+
+    CHECK(output.empty());
+    CHECK(in(kLsr) == 0x61);
+    CHECK(in(kData) == 0x42);
+}
+
+TEST_CASE_FIXTURE(SerialFixture, "loopback wires RTS and OUT2 to CTS and DCD as Linux's probe expects") {
+    out(kMcr, 0x10 | 0x0a);
+
+    CHECK((in(kMsr) & 0xf0) == 0x90);
+}
+
+TEST_CASE_FIXTURE(SerialFixture, "loopback drops host input") {
+    out(kMcr, 0x10);
+    size_t accepted = serial.enqueue_input(std::vector<uint8_t>{'a'});
+
+    CHECK(accepted == 0);
+    CHECK(serial.dropped_input() == 1);
+    CHECK(in(kLsr) == 0x60);
+}
+
+TEST_CASE_FIXTURE(SerialFixture, "a modem line change in loopback raises a modem-status interrupt cleared by MSR") {
+    out(kIer, 0x08);
+    out(kMcr, 0x10 | 0x02);  // entering loopback drops DCD and DSR, RTS keeps CTS
+    uint8_t iir = in(kIir);
+    uint8_t msr = in(kMsr);
+
+    CHECK(irq.count == 1);
+    CHECK(iir == 0x00);
+    CHECK(msr == (0x10 | 0x02 | 0x08));  // CTS, delta DSR, delta DCD
+    CHECK(in(kIir) == 0x01);
+}
+
+TEST_CASE_FIXTURE(SerialFixture, "outside loopback the modem lines read as connected") {
+    CHECK(in(kMsr) == 0xb0);
+}
+
+TEST_CASE_FIXTURE(SerialFixture, "scratch register keeps its value") {
+    out(kScr, 0xa5);
+
+    CHECK(in(kScr) == 0xa5);
+}
+
+TEST_CASE_FIXTURE(SerialFixture, "wide and out-of-range accesses read 0xff and change nothing") {
+    std::array<uint8_t, 2> wide{};
+    serial.read(kLsr, wide);
+    serial.write(kData, std::array<uint8_t, 2>{'a', 'b'});
+    out(8, 'c');
+
+    CHECK(wide == std::array<uint8_t, 2>{0xff, 0xff});
+    CHECK(in(8) == 0xff);
+    CHECK(output.empty());
+}
