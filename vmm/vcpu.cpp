@@ -1,0 +1,165 @@
+#include "vmm/vcpu.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+
+namespace kite {
+
+namespace {
+
+// The signal that kicks a vCPU thread out of KVM_RUN. Its handler does nothing: the point is EINTR.
+int kick_signal() { return SIGRTMIN + 1; }
+
+void install_kick_handler() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        struct sigaction sa {};
+        sa.sa_handler = [](int) {};
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return EINTR
+        sigaction(kick_signal(), &sa, nullptr);
+    });
+}
+
+template <class... Ts>
+struct Overloaded : Ts... {
+    using Ts::operator()...;
+};
+
+}  // namespace
+
+VcpuSet::VcpuSet(Bus& pio, Bus& mmio, VcpuHooks hooks) : pio_(pio), mmio_(mmio), hooks_(std::move(hooks)) {
+    install_kick_handler();
+}
+
+VcpuSet::~VcpuSet() { stop(); }
+
+void VcpuSet::add(VcpuFd vcpu) { vcpus_.push_back(std::make_unique<Vcpu>(std::move(vcpu))); }
+
+void VcpuSet::start() {
+    for (unsigned i = 0; i < vcpus_.size(); ++i) {
+        vcpus_[i]->thread = std::thread([this, i] { run_loop(i); });
+        char name[16];
+        std::snprintf(name, sizeof name, "kite-vcpu%u", i);
+        pthread_setname_np(vcpus_[i]->thread.native_handle(), name);
+    }
+}
+
+void VcpuSet::kick_all() {
+    for (auto& v : vcpus_) {
+        // immediate_exit covers a vCPU that is between the attention check and the KVM_RUN ioctl.
+        __atomic_store_n(&v->fd.run_struct()->immediate_exit, 1, __ATOMIC_SEQ_CST);
+        if (v->thread.joinable()) pthread_kill(v->thread.native_handle(), kick_signal());
+    }
+}
+
+void VcpuSet::pause() {
+    std::unique_lock lock(mutex_);
+    if (pause_requested_ || stop_requested_) return;
+    pause_requested_ = true;
+    attention_.store(true);
+    kick_all();
+    cv_.wait(lock, [&] { return parked_ == vcpus_.size() || stop_requested_; });
+}
+
+void VcpuSet::resume() {
+    std::lock_guard lock(mutex_);
+    pause_requested_ = false;
+    attention_.store(stop_requested_);
+    cv_.notify_all();
+}
+
+void VcpuSet::stop() {
+    {
+        std::lock_guard lock(mutex_);
+        stop_requested_ = true;
+        attention_.store(true);
+        kick_all();
+        cv_.notify_all();
+    }
+    for (auto& v : vcpus_)
+        if (v->thread.joinable() && v->thread.get_id() != std::this_thread::get_id()) v->thread.join();
+}
+
+void VcpuSet::run_loop(unsigned index) {
+    // Host signals (SIGINT, SIGTERM, SIGCHLD) belong to the VMM thread; only the kick reaches vCPUs.
+    sigset_t set;
+    sigfillset(&set);
+    sigdelset(&set, kick_signal());
+    pthread_sigmask(SIG_SETMASK, &set, nullptr);
+
+    const VcpuFd& fd = vcpus_[index]->fd;
+    for (;;) {
+        if (attention_.load()) {
+            std::unique_lock lock(mutex_);
+            if (stop_requested_) return;
+            if (pause_requested_) {
+                ++parked_;
+                cv_.notify_all();
+                cv_.wait(lock, [&] { return !pause_requested_ || stop_requested_; });
+                --parked_;
+                if (stop_requested_) return;
+            }
+            fd.run_struct()->immediate_exit = 0;
+        }
+        auto exit = fd.run();
+        if (!exit) {
+            hooks_.request_stop({1, "vCPU " + std::to_string(index) + ": " + exit.error().message});
+            return;
+        }
+        handle_exit(index, *exit);
+    }
+}
+
+void VcpuSet::handle_exit(unsigned index, const VcpuExit& exit) {
+    std::visit(
+        Overloaded{
+            [&](const IoIn& io) {
+                // guest-controlled: port and size; rep-ins arrives as `count` back-to-back items.
+                size_t size = io.data.size() / io.count;
+                for (uint32_t i = 0; i < io.count; ++i) {
+                    auto item = io.data.subspan(i * size, size);
+                    if (!pio_.read(io.port, item)) std::memset(item.data(), 0xff, item.size());
+                }
+            },
+            [&](const IoOut& io) {
+                size_t size = io.data.size() / io.count;
+                for (uint32_t i = 0; i < io.count; ++i) pio_.write(io.port, io.data.subspan(i * size, size));
+            },
+            [&](const MmioRead& m) {
+                if (!mmio_.read(m.addr, m.data)) std::memset(m.data.data(), 0xff, m.data.size());
+            },
+            [&](const MmioWrite& m) { mmio_.write(m.addr, m.data); },
+            [&](const Hlt&) {},  // the in-kernel LAPIC handles HLT; a stray exit just resumes
+            [&](const Interrupted&) {},
+            [&](const Shutdown&) { hooks_.request_stop({0, "guest reset (triple fault or reset request)"}); },
+            [&](const SystemEvent& e) {
+                if (e.type == KVM_SYSTEM_EVENT_CRASH)
+                    hooks_.request_stop({1, "guest crashed (KVM_SYSTEM_EVENT_CRASH)"});
+                else
+                    hooks_.request_stop({0, e.type == KVM_SYSTEM_EVENT_RESET ? "guest reset" : "guest shutdown"});
+            },
+            [&](const MsrWrite& m) {
+                if (!hooks_.msr_write || !hooks_.msr_write(index, m)) *m.error = 1;
+            },
+            [&](const MsrRead& m) {
+                if (!hooks_.msr_read || !hooks_.msr_read(index, m)) *m.error = 1;
+            },
+            [&](const Hypercall& h) { *h.ret = static_cast<unsigned long long>(-1000); /* -KVM_ENOSYS */ },
+            [&](const FailEntry& f) {
+                hooks_.request_stop({1, "KVM entry failed, hardware reason " + std::to_string(f.reason)});
+            },
+            [&](const InternalError& e) {
+                hooks_.request_stop({1, "KVM internal error, suberror " + std::to_string(e.suberror)});
+            },
+            [&](const UnknownExit& u) {
+                hooks_.request_stop({1, "unexpected KVM exit reason " + std::to_string(u.reason)});
+            },
+        },
+        exit);
+}
+
+}  // namespace kite

@@ -1,0 +1,51 @@
+#include "vmm/vm.h"
+
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+
+namespace kite {
+
+Vm::Vm(Kvm kvm, VmFd vm) : kvm_(std::move(kvm)), vm_(std::move(vm)) {}
+
+Vm::~Vm() {
+    // vCPU threads first: they call into devices and the buses.
+    if (vcpus_) vcpus_->stop();
+    vcpus_.reset();
+    owned_.clear();
+}
+
+void Vm::request_stop(StopReason reason) {
+    {
+        std::lock_guard lock(stop_mutex_);
+        if (stop_) return;
+        stop_ = std::move(reason);
+    }
+    asio::post(io_, [this] { io_.stop(); });
+}
+
+int Vm::run() {
+    asio::signal_set signals(io_, SIGINT, SIGTERM, SIGHUP);
+    signals.async_wait([this](std::error_code ec, int sig) {
+        if (ec) return;
+        request_stop({128 + sig, std::string("stopped by signal ") + strsignal(sig)});
+    });
+    // SIGPIPE from a closed serial output or a dead vhost-user peer must not kill the VMM.
+    std::signal(SIGPIPE, SIG_IGN);
+
+    vcpus_->start();
+    auto work = asio::make_work_guard(io_);
+    io_.run();
+
+    vcpus_->stop();
+    for (auto& hook : shutdown_hooks_) hook();
+    std::lock_guard lock(stop_mutex_);
+    StopReason reason = stop_.value_or(StopReason{1, "event loop ended unexpectedly"});
+    if (reason.exit_code == 0)
+        spdlog::info("{}", reason.why);
+    else
+        spdlog::warn("{} (exit status {})", reason.why, reason.exit_code);
+    return reason.exit_code;
+}
+
+}  // namespace kite
