@@ -1,0 +1,200 @@
+#include "vmm/builder.h"
+
+#include <spdlog/spdlog.h>
+
+#include "devices/legacy/acpi_pm.h"
+#include "devices/legacy/debug_exit.h"
+#include "devices/legacy/i8042.h"
+#include "devices/legacy/serial.h"
+#include "vmm/boot/x86_boot.h"
+#include "vmm/cpuid.h"
+#include "vmm/host_console.h"
+#include "vmm/output_sink.h"
+#include "vmm/vcpu_setup.h"
+
+namespace kite {
+
+namespace {
+
+// Addresses KVM needs for its own use on Intel (real-mode TSS, EPT identity map), just below the BIOS area
+// at the top of the 32-bit space, where the guest never has RAM.
+constexpr uint64_t kTssAddress = 0xfffb'd000;
+constexpr uint64_t kIdentityMapAddress = 0xfffb'c000;
+// Where the ACPI tables go: the BIOS read-only area below 1 MiB, where Linux also scans for the RSDP.
+constexpr uint64_t kAcpiTablesBase = 0xe'0000;
+constexpr uint64_t kAcpiTablesMax = 0x2'0000;
+
+HugePages to_ram_mode(ConfigHugePages h) {
+    switch (h) {
+    case ConfigHugePages::Transparent: return HugePages::Transparent;
+    case ConfigHugePages::Hugetlbfs2M: return HugePages::Hugetlbfs2M;
+    case ConfigHugePages::None: break;
+    }
+    return HugePages::None;
+}
+
+boot::BootProtocol to_boot_protocol(BootProtocol p) {
+    switch (p) {
+    case BootProtocol::BzImage: return boot::BootProtocol::BzImage;
+    case BootProtocol::Pvh: return boot::BootProtocol::Pvh;
+    case BootProtocol::Auto: break;
+    }
+    return boot::BootProtocol::Auto;
+}
+
+Error with_context(const Error& e, std::string_view context) {
+    return Error{std::string(context) + ": " + e.message, e.code};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Vm>> VmBuilder::build() {
+    for (auto step : {&VmBuilder::create_vm, &VmBuilder::setup_memory, &VmBuilder::attach_legacy_devices,
+                      &VmBuilder::attach_devices, &VmBuilder::write_acpi_tables, &VmBuilder::load_kernel,
+                      &VmBuilder::create_vcpus}) {
+        if (auto r = (this->*step)(); !r) return std::unexpected(r.error());
+    }
+    return std::move(vm_);
+}
+
+Result<void> VmBuilder::create_vm() {
+    auto kvm = Kvm::open();
+    if (!kvm) return std::unexpected(kvm.error());
+    if (auto r = kvm->require_capabilities(); !r) return r;
+    auto vm = kvm->create_vm();
+    if (!vm) return std::unexpected(vm.error());
+    vm_ = std::make_unique<Vm>(std::move(*kvm), std::move(*vm));
+    const VmFd& fd = vm_->vm_fd();
+    if (auto r = fd.set_tss_address(kTssAddress); !r) return r;
+    if (auto r = fd.set_identity_map_address(kIdentityMapAddress); !r) return r;
+    if (auto r = fd.create_irqchip(); !r) return r;
+    return fd.create_pit2();
+}
+
+Result<void> VmBuilder::setup_memory() {
+    auto layout = x86_layout(config_.memory.size);
+    if (!layout) return std::unexpected(with_context(layout.error(), "memory"));
+    layout_ = std::move(*layout);
+    GuestRam& ram = vm_->ram();
+    for (const auto& [gpa, size] : layout_->ram) {
+        auto block = ram.add_block(size, to_ram_mode(config_.memory.hugepages));
+        if (!block) return std::unexpected(with_context(block.error(), "memory"));
+        if (auto r = ram.map_block(*block, gpa); !r) return r;
+    }
+    uint32_t slot = 0;
+    for (const auto& region : ram.regions()) {
+        if (auto r = vm_->vm_fd().set_user_memory_region(slot++, region.gpa.value(), region.size, region.host); !r)
+            return r;
+    }
+    return {};
+}
+
+Result<std::shared_ptr<IrqFdLine>> VmBuilder::irq_line(uint32_t gsi) {
+    auto fd = EventFd::create();
+    if (!fd) return std::unexpected(fd.error());
+    auto line = std::make_shared<IrqFdLine>(std::move(*fd), gsi);
+    if (auto r = vm_->vm_fd().register_irqfd(line->fd(), gsi); !r) return std::unexpected(r.error());
+    vm_->keep(line);
+    return line;
+}
+
+Result<void> VmBuilder::attach_legacy_devices() {
+    Vm* vm = vm_.get();
+
+    auto serial_out = OutputSink::open(config_.serial, "serial");
+    if (!serial_out) return std::unexpected(serial_out.error());
+    auto serial_irq = irq_line(Serial::kCom1Irq);
+    if (!serial_irq) return std::unexpected(serial_irq.error());
+    auto sink = *serial_out;
+    vm->keep(sink);
+    auto serial = std::make_shared<Serial>(**serial_irq, [sink](std::span<const uint8_t> b) { sink->write(b); });
+    if (auto r = vm->pio().insert(serial, Serial::kCom1Port, Serial::kRegisterCount); !r) return r;
+    if (config_.serial.mode == OutputConfig::Mode::Stdio) {
+        console_input_ = [serial](std::span<const uint8_t> b) { return serial->enqueue_input(b); };
+        console_space_notifier_ = [serial](std::function<void()> fn) {
+            serial->set_input_space_notifier(std::move(fn));
+        };
+    }
+
+    auto kbd_irq = irq_line(I8042::kKeyboardIrq);
+    if (!kbd_irq) return std::unexpected(kbd_irq.error());
+    auto i8042 = std::make_shared<I8042>(**kbd_irq, [vm] { vm->request_stop({0, "guest reset via the i8042"}); });
+    if (auto r = vm->pio().insert(i8042, I8042::kBasePort, I8042::kPortSpan); !r) return r;
+
+    auto pm = std::make_shared<AcpiPm>([vm] { vm->request_stop({0, "guest powered off (ACPI S5)"}); },
+                                       [vm] { vm->request_stop({0, "guest reset (ACPI reset register)"}); });
+    if (auto r = vm->pio().insert(pm, AcpiPm::kBasePort, AcpiPm::kPortSpan); !r) return r;
+
+    auto debug_exit = std::make_shared<DebugExit>([vm](uint8_t status) {
+        vm->request_stop({status, "guest wrote " + std::to_string(status) + " to the debug-exit port"});
+    });
+    return vm->pio().insert(debug_exit, DebugExit::kPort, DebugExit::kPortSpan);
+}
+
+Result<void> VmBuilder::attach_devices() {
+    if (!config_.devices.empty())
+        return fail(std::string("device '") + device_kind_name(config_.devices.front()) +
+                    "' is not supported by this build yet");
+    return {};
+}
+
+Result<void> VmBuilder::write_acpi_tables() {
+    AcpiConfig acpi;
+    acpi.num_cpus = config_.vcpus;
+    acpi.virtio = virtio_acpi_;
+    acpi.base = GuestAddress(kAcpiTablesBase);
+    auto tables = build_acpi_tables(acpi);
+    if (!tables) return std::unexpected(with_context(tables.error(), "ACPI tables"));
+    for (const auto& [addr, bytes] : tables->blobs) {
+        if (addr.value() < kAcpiTablesBase || addr.value() + bytes.size() > kAcpiTablesBase + kAcpiTablesMax)
+            return fail("ACPI tables do not fit in the BIOS area below 1 MiB");
+        if (auto r = vm_->ram().write(addr, std::as_bytes(std::span(bytes))); !r) return r;
+    }
+    rsdp_ = tables->rsdp;
+    return {};
+}
+
+Result<void> VmBuilder::load_kernel() {
+    boot::BootInputs in;
+    in.kernel = std::filesystem::path(config_.boot.kernel);
+    if (!config_.boot.initrd.empty()) in.initrd = std::filesystem::path(config_.boot.initrd);
+    in.cmdline = config_.boot.cmdline;
+    in.protocol = to_boot_protocol(config_.boot.protocol);
+    for (const auto& range : layout_->ram) in.ram.push_back(range);
+    in.rsdp = rsdp_;
+    auto state = boot::load_linux(vm_->ram(), in);
+    if (!state) return std::unexpected(with_context(state.error(), config_.boot.kernel));
+    boot_state_ = *state;
+    return {};
+}
+
+Result<void> VmBuilder::create_vcpus() {
+    Vm* vm = vm_.get();
+    auto vcpus = std::make_unique<VcpuSet>(vm->pio(), vm->mmio(),
+                                           VcpuHooks{[vm](StopReason r) { vm->request_stop(std::move(r)); }, {}, {}});
+    auto supported = vm->kvm().supported_cpuid();
+    if (!supported) return std::unexpected(supported.error());
+    CpuTopology topology{config_.vcpus};
+    for (unsigned i = 0; i < config_.vcpus; ++i) {
+        auto vcpu = vm->vm_fd().create_vcpu(i);
+        if (!vcpu) return std::unexpected(vcpu.error());
+        if (auto r = setup_vcpu_common(*vcpu, vcpu_cpuid(*supported, i, topology)); !r)
+            return std::unexpected(with_context(r.error(), "vCPU " + std::to_string(i)));
+        if (i == 0)
+            if (auto r = setup_boot_vcpu(*vcpu, *boot_state_); !r) return r;
+        vcpus->add(std::move(*vcpu));
+    }
+    vm->set_vcpus(std::move(vcpus));
+
+    if (console_input_) {
+        auto console = std::make_shared<HostConsole>(vm->io(), console_input_, [vm] {
+            vm->request_stop({0, "stopped from the console (Ctrl-A x)"});
+        });
+        HostConsole* raw = vm->keep(console);
+        console_space_notifier_([vm, raw] { asio::post(vm->io(), [raw] { raw->input_space_available(); }); });
+        raw->start();
+    }
+    return {};
+}
+
+}  // namespace kite

@@ -1,0 +1,44 @@
+// VmBuilder: turns a VmConfig into a runnable Vm, one explicit step per concern and one attach_<kind>()
+// per device kind (Firecracker's builder, ARCHITECTURE.md example 7). Any failure is a set-up error:
+// the message names what failed, nothing has started running.
+#pragma once
+
+#include <memory>
+
+#include "memory/error.h"
+#include "memory/x86_layout.h"
+#include "vmm/acpi/tables.h"
+#include "vmm/boot/boot_state.h"
+#include "vmm/config.h"
+#include "vmm/vm.h"
+
+namespace kite {
+
+class VmBuilder {
+public:
+    explicit VmBuilder(const VmConfig& config) : config_(config) {}
+    Result<std::unique_ptr<Vm>> build();
+
+private:
+    Result<void> create_vm();
+    Result<void> setup_memory();
+    Result<void> attach_legacy_devices();
+    Result<void> attach_devices();
+    Result<void> write_acpi_tables();
+    Result<void> load_kernel();
+    Result<void> create_vcpus();
+
+    // Registers an interrupt line on IOAPIC pin `gsi` through an irqfd.
+    Result<std::shared_ptr<IrqFdLine>> irq_line(uint32_t gsi);
+
+    const VmConfig& config_;
+    std::unique_ptr<Vm> vm_;
+    std::optional<X86Layout> layout_;
+    std::vector<AcpiConfig::VirtioMmio> virtio_acpi_;
+    std::optional<GuestAddress> rsdp_;
+    std::function<size_t(std::span<const uint8_t>)> console_input_;  // where host stdin goes
+    std::function<void(std::function<void()>)> console_space_notifier_;  // how the console says "drained"
+    std::optional<boot::BootState> boot_state_;
+};
+
+}  // namespace kite
