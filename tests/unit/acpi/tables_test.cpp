@@ -1,0 +1,265 @@
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "devices/legacy/acpi_pm.h"
+#include "vmm/acpi/tables.h"
+
+using namespace kite;
+
+namespace {
+
+constexpr uint64_t kBase = 0xe0000;
+
+AcpiConfig two_cpus_two_virtio() {
+    AcpiConfig c;
+    c.num_cpus = 2;
+    c.virtio = {{0xd000'0000, 0x1000, 5}, {0xd000'1000, 0x200, 6}};
+    c.base = GuestAddress(kBase);
+    return c;
+}
+
+uint64_t le(const std::vector<uint8_t>& t, size_t offset, int size) {
+    uint64_t v = 0;
+    for (int i = size - 1; i >= 0; --i) v = (v << 8) | t.at(offset + i);
+    return v;
+}
+
+uint8_t sum(const std::vector<uint8_t>& t, size_t len) {
+    uint8_t s = 0;
+    for (size_t i = 0; i < len; ++i) s = static_cast<uint8_t>(s + t.at(i));
+    return s;
+}
+
+std::string signature(const std::vector<uint8_t>& t) { return std::string(t.begin(), t.begin() + 4); }
+
+// The table blob with this signature, or an empty vector.
+const std::vector<uint8_t>& table(const AcpiTables& tables, std::string_view sig) {
+    static const std::vector<uint8_t> none;
+    for (const auto& [addr, bytes] : tables.blobs)
+        if (bytes.size() >= 4 && signature(bytes) == sig) return bytes;
+    return none;
+}
+
+uint64_t address_of(const AcpiTables& tables, std::string_view sig) {
+    for (const auto& [addr, bytes] : tables.blobs)
+        if (bytes.size() >= 4 && signature(bytes) == sig) return addr.value();
+    return 0;
+}
+
+struct Disassembly {
+    int status = -1;
+    std::string log;  // what iasl printed
+    std::string dsl;  // the disassembled table
+};
+
+// Runs `iasl -d` on one table in a fresh temporary directory.
+Disassembly disassemble(const std::vector<uint8_t>& bytes) {
+    std::string dir_template = (std::filesystem::temp_directory_path() / "kite-acpi-XXXXXX").string();
+    std::filesystem::path dir = mkdtemp(dir_template.data());
+    {
+        std::ofstream out(dir / "table.dat", std::ios::binary);
+        out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    }
+    Disassembly d;
+    std::string cmd = "cd '" + dir.string() + "' && /usr/bin/iasl -d table.dat > iasl.log 2>&1";
+    d.status = std::system(cmd.c_str());
+    std::ifstream log(dir / "iasl.log");
+    d.log.assign(std::istreambuf_iterator<char>(log), {});
+    std::ifstream dsl(dir / "table.dsl");
+    d.dsl.assign(std::istreambuf_iterator<char>(dsl), {});
+    std::filesystem::remove_all(dir);
+    return d;
+}
+
+bool contains(const std::string& text, std::string_view what) { return text.find(what) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("every table's checksum sums to zero and its header length matches its size") {
+    AcpiTables t = build_acpi_tables(two_cpus_two_virtio()).value();
+    const auto& rsdp = t.blobs.at(0).second;
+
+    CHECK(std::string(rsdp.begin(), rsdp.begin() + 8) == "RSD PTR ");
+    CHECK(sum(rsdp, 20) == 0);
+    CHECK(sum(rsdp, 36) == 0);
+    CHECK(le(rsdp, 20, 4) == rsdp.size());
+    for (std::string_view sig : {"XSDT", "FACP", "APIC", "DSDT"}) {
+        CAPTURE(sig);
+        const auto& tbl = table(t, sig);
+        CHECK(le(tbl, 4, 4) == tbl.size());
+        CHECK(sum(tbl, tbl.size()) == 0);
+    }
+}
+
+TEST_CASE("RSDP points at the XSDT, the XSDT at the FADT and MADT, the FADT at the DSDT") {
+    AcpiTables t = build_acpi_tables(two_cpus_two_virtio()).value();
+    const auto& rsdp = t.blobs.at(0).second;
+    const auto& xsdt = table(t, "XSDT");
+
+    CHECK(t.rsdp.value() == kBase);
+    CHECK(t.blobs.at(0).first.value() == kBase);
+    CHECK(rsdp.at(15) == 2);
+    CHECK(le(rsdp, 24, 8) == address_of(t, "XSDT"));
+    CHECK(xsdt.size() == 36 + 2 * 8);
+    CHECK(le(xsdt, 36, 8) == address_of(t, "FACP"));
+    CHECK(le(xsdt, 44, 8) == address_of(t, "APIC"));
+    CHECK(le(table(t, "FACP"), 140, 8) == address_of(t, "DSDT"));
+    CHECK(le(table(t, "FACP"), 40, 4) == 0);  // 32-bit DSDT must be 0 when X_DSDT is set
+}
+
+TEST_CASE("tables are 16-byte aligned, disjoint and inside [base, base + size)") {
+    AcpiTables t = build_acpi_tables(two_cpus_two_virtio()).value();
+    uint64_t end_of_previous = kBase;
+
+    for (const auto& [addr, bytes] : t.blobs) {
+        CHECK(addr.value() % 16 == 0);
+        CHECK(addr.value() >= end_of_previous);
+        end_of_previous = addr.value() + bytes.size();
+    }
+    CHECK(end_of_previous == kBase + t.size);
+}
+
+TEST_CASE("FADT is hardware-reduced with sleep and reset registers at the ACPI PM device's ports") {
+    AcpiTables t = build_acpi_tables(two_cpus_two_virtio()).value();
+    const auto& fadt = table(t, "FACP");
+
+    CHECK(fadt.size() == 276);
+    CHECK(fadt.at(8) == 6);
+    CHECK((le(fadt, 112, 4) & (1u << 20)) != 0);  // HW_REDUCED_ACPI
+    CHECK((le(fadt, 112, 4) & (1u << 10)) != 0);  // RESET_REG_SUP
+    CHECK(fadt.at(116) == 1);                      // reset register in system I/O
+    CHECK(le(fadt, 120, 8) == kAcpiResetPort);
+    CHECK(fadt.at(128) == kAcpiResetValue);
+    CHECK(fadt.at(244) == 1);
+    CHECK(le(fadt, 248, 8) == kAcpiSleepControlPort);
+    CHECK(fadt.at(256) == 1);
+    CHECK(le(fadt, 260, 8) == kAcpiSleepStatusPort);
+}
+
+TEST_CASE("MADT lists one enabled local APIC per vCPU and the I/O APIC, no override by default") {
+    AcpiConfig config = two_cpus_two_virtio();
+    config.num_cpus = 3;
+    AcpiTables t = build_acpi_tables(config).value();
+    const auto& madt = table(t, "APIC");
+
+    CHECK(le(madt, 36, 4) == 0xfee00000);
+    CHECK(madt.size() == 44 + 3 * 8 + 12);
+    CHECK(madt.at(44 + 2 * 8) == 0);      // type: processor local APIC
+    CHECK(madt.at(44 + 2 * 8 + 3) == 2);  // APIC ID of the third vCPU
+    CHECK(le(madt, 44 + 2 * 8 + 4, 4) == 1);
+    CHECK(madt.at(44 + 3 * 8) == 1);  // type: I/O APIC
+    CHECK(le(madt, 44 + 3 * 8 + 4, 4) == 0xfec00000);
+}
+
+TEST_CASE("MADT maps ISA IRQ 0 to GSI 2 when asked") {
+    AcpiConfig config = two_cpus_two_virtio();
+    config.irq0_to_gsi2 = true;
+    AcpiTables t = build_acpi_tables(config).value();
+    const auto& madt = table(t, "APIC");
+    size_t iso = 44 + 2 * 8 + 12;
+
+    CHECK(madt.size() == iso + 10);
+    CHECK(madt.at(iso) == 2);
+    CHECK(madt.at(iso + 3) == 0);
+    CHECK(le(madt, iso + 4, 4) == 2);
+}
+
+TEST_CASE("iasl disassembles the DSDT: virtio devices, COM1 and _S5_ are there") {
+    AcpiTables t = build_acpi_tables(two_cpus_two_virtio()).value();
+    Disassembly d = disassemble(table(t, "DSDT"));
+
+    CHECK(d.status == 0);
+    CHECK_FALSE(contains(d.log, "Warning"));
+    CHECK_FALSE(contains(d.log, "Error"));
+    CHECK(contains(d.dsl, "Device (V000)"));
+    CHECK(contains(d.dsl, "Device (V001)"));
+    CHECK(contains(d.dsl, "Name (_HID, \"LNRO0005\")"));
+    CHECK(contains(d.dsl, "0xD0001000,         // Address Base"));
+    CHECK(contains(d.dsl, "0x00000200,         // Address Length"));
+    CHECK(contains(d.dsl, "Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )"));
+    CHECK(contains(d.dsl, "0x00000006,"));
+    CHECK(contains(d.dsl, "EisaId (\"PNP0501\")"));
+    CHECK(contains(d.dsl, "0x03F8,             // Range Minimum"));
+    CHECK(contains(d.dsl, "{4}"));
+    CHECK(contains(d.dsl, "_S5_"));
+    CHECK(contains(d.dsl, "0x05, \n        Zero, \n        Zero, \n        Zero"));
+}
+
+TEST_CASE("iasl disassembles a DSDT with 300 virtio devices (multi-byte PkgLengths)") {
+    AcpiConfig config = two_cpus_two_virtio();
+    config.virtio.clear();
+    for (uint32_t i = 0; i < 300; ++i) config.virtio.push_back({0xd000'0000 + i * 0x1000, 0x1000, 5 + i % 19});
+    AcpiTables t = build_acpi_tables(config).value();
+    const auto& dsdt = table(t, "DSDT");
+
+    Disassembly d = disassemble(dsdt);
+
+    CHECK(dsdt.size() > 4096);  // the \_SB_ scope needs a 3-byte PkgLength
+    CHECK(d.status == 0);
+    CHECK_FALSE(contains(d.log, "Warning"));
+    CHECK_FALSE(contains(d.log, "Error"));
+    CHECK(contains(d.dsl, "Device (V12B)"));  // device 299
+    CHECK(contains(d.dsl, "0xD012B000,         // Address Base"));
+}
+
+TEST_CASE("iasl decodes the FADT, MADT and XSDT without complaint") {
+    AcpiTables t = build_acpi_tables(two_cpus_two_virtio()).value();
+
+    Disassembly fadt = disassemble(table(t, "FACP"));
+    Disassembly madt = disassemble(table(t, "APIC"));
+    Disassembly xsdt = disassemble(table(t, "XSDT"));
+
+    CHECK(fadt.status == 0);
+    CHECK_FALSE(contains(fadt.log, "Warning"));
+    CHECK(contains(fadt.dsl, "Hardware Reduced (V5) : 1"));
+    CHECK(contains(fadt.dsl, "Address : 0000000000000600"));
+    CHECK(madt.status == 0);
+    CHECK_FALSE(contains(madt.log, "Warning"));
+    CHECK(contains(madt.dsl, "Local Apic ID : 01"));
+    CHECK(contains(madt.dsl, "[I/O APIC]"));
+    CHECK(xsdt.status == 0);
+    CHECK_FALSE(contains(xsdt.log, "Warning"));
+    CHECK(contains(xsdt.dsl, "ACPI Table Address   1 : 00000000000E"));
+}
+
+TEST_CASE("without serial the DSDT has no COM1") {
+    AcpiConfig config = two_cpus_two_virtio();
+    config.serial = false;
+
+    AcpiTables t = build_acpi_tables(config).value();
+    Disassembly d = disassemble(table(t, "DSDT"));
+
+    CHECK_FALSE(contains(d.dsl, "PNP0501"));
+    CHECK(contains(d.dsl, "LNRO0005"));
+}
+
+TEST_CASE("bad configurations are refused") {
+    AcpiConfig no_cpus = two_cpus_two_virtio();
+    no_cpus.num_cpus = 0;
+    AcpiConfig too_many_cpus = two_cpus_two_virtio();
+    too_many_cpus.num_cpus = 256;
+    AcpiConfig high_virtio = two_cpus_two_virtio();
+    high_virtio.virtio.push_back({0x1'0000'0000, 0x1000, 7});
+    AcpiConfig straddling_virtio = two_cpus_two_virtio();
+    straddling_virtio.virtio.push_back({0xffff'f000, 0x2000, 7});
+    AcpiConfig unaligned = two_cpus_two_virtio();
+    unaligned.base = GuestAddress(kBase + 8);
+    AcpiConfig wrapping = two_cpus_two_virtio();
+    wrapping.base = GuestAddress(UINT64_MAX - 0xf);
+
+    CHECK_FALSE(build_acpi_tables(no_cpus).has_value());
+    CHECK_FALSE(build_acpi_tables(too_many_cpus).has_value());
+    CHECK_FALSE(build_acpi_tables(high_virtio).has_value());
+    CHECK_FALSE(build_acpi_tables(straddling_virtio).has_value());
+    CHECK_FALSE(build_acpi_tables(unaligned).has_value());
+    CHECK_FALSE(build_acpi_tables(wrapping).has_value());
+}
