@@ -1,0 +1,157 @@
+#include "memory/shm_window.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "memory/address.h"
+#include "memory/size_text.h"
+
+namespace kite {
+
+namespace {
+
+constexpr uint64_t kHostHugePage = 2 << 20;
+
+uint64_t page_size() {
+    static const uint64_t size = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    return size;
+}
+
+bool page_aligned(uint64_t value) { return value % page_size() == 0; }
+
+std::string range_text(uint64_t offset, uint64_t len) {
+    return "[" + hex_text(offset) + ", +" + hex_text(len) + ")";
+}
+
+// Turns [at, at + len) back into an inaccessible reservation, atomically replacing what is there.
+bool reserve_fixed(std::byte* at, uint64_t len) {
+    return ::mmap(at, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) != MAP_FAILED;
+}
+
+}  // namespace
+
+Result<ShmWindow> ShmWindow::reserve(uint64_t size) {
+    if (size == 0) return fail("shared-memory window of size 0");
+    if (!page_aligned(size)) return fail("shared-memory window size " + hex_text(size) + " is not page aligned");
+    // Reserve 2 MiB more and trim, so the window starts on a 2 MiB boundary and the guest can get huge
+    // page mappings when a back-end maps huge-page-backed memory.
+    uint64_t align = size >= kHostHugePage ? kHostHugePage : page_size();
+    uint64_t padded;
+    if (__builtin_add_overflow(size, align - page_size(), &padded))
+        return fail("shared-memory window size " + hex_text(size) + " is too large");
+    void* raw = ::mmap(nullptr, padded, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED)
+        return std::unexpected(errno_error("cannot reserve a " + size_text(size) + " shared-memory window"));
+    auto start = reinterpret_cast<uintptr_t>(raw);
+    uintptr_t aligned = (start + align - 1) & ~(uintptr_t{align} - 1);
+    uint64_t head = aligned - start;
+    uint64_t tail = padded - head - size;
+    if (head != 0) ::munmap(raw, head);
+    if (tail != 0) ::munmap(reinterpret_cast<void*>(aligned + size), tail);
+    return ShmWindow(HostMapping(reinterpret_cast<void*>(aligned), size));
+}
+
+ShmWindow::ShmWindow(ShmWindow&& other) noexcept
+    : reservation_(std::move(other.reservation_)),
+      mappings_(std::exchange(other.mappings_, {})),
+      observer_(std::exchange(other.observer_, nullptr)) {}
+
+ShmWindow& ShmWindow::operator=(ShmWindow&& other) noexcept {
+    if (this != &other) {
+        clear();
+        reservation_ = std::move(other.reservation_);
+        mappings_ = std::exchange(other.mappings_, {});
+        observer_ = std::exchange(other.observer_, nullptr);
+    }
+    return *this;
+}
+
+ShmWindow::~ShmWindow() { clear(); }
+
+Result<void> ShmWindow::check_range(const char* what, uint64_t shm_offset, uint64_t len) const {
+    std::string request = std::string(what) + " " + range_text(shm_offset, len);
+    if (len == 0) return fail(request + " refused: length 0");
+    if (!page_aligned(shm_offset)) return fail(request + " refused: offset is not page aligned");
+    if (!page_aligned(len)) return fail(request + " refused: length is not page aligned");
+    uint64_t end;
+    if (__builtin_add_overflow(shm_offset, len, &end)) return fail(request + " refused: offset + length overflows");
+    if (end > size())
+        return fail(request + " refused: extends beyond the " + hex_text(size()) + "-byte window");
+    return {};
+}
+
+Result<void> ShmWindow::map(uint64_t shm_offset, int fd, uint64_t fd_offset, uint64_t len, bool writable) {
+    // guest-controlled: every parameter comes from a vhost-user back-end's SHMEM_MAP request.
+    std::string request = "shared-memory map " + range_text(shm_offset, len);
+    if (!reservation_) return fail(request + " refused: the window has been moved away");
+    if (fd < 0) return fail(request + " refused: no file descriptor");
+    if (auto ok = check_range("shared-memory map", shm_offset, len); !ok) return ok;
+    if (!page_aligned(fd_offset)) return fail(request + " refused: fd offset " + hex_text(fd_offset) + " is not page aligned");
+    // mmap takes the file offset as a signed off_t.
+    if (!range_fits(fd_offset, len) || fd_offset + len - 1 > static_cast<uint64_t>(INT64_MAX))
+        return fail(request + " refused: fd offset " + hex_text(fd_offset) + " + length overflows");
+
+    // The only mappings that can overlap are the last one starting below the end of the new range and,
+    // since mappings do not overlap each other, nothing earlier than it.
+    auto next = std::lower_bound(mappings_.begin(), mappings_.end(), shm_offset + len,
+                                 [](const Mapping& m, uint64_t end) { return m.offset < end; });
+    if (next != mappings_.begin()) {
+        const Mapping& prev = *std::prev(next);
+        if (ranges_overlap(shm_offset, len, prev.offset, prev.len))
+            return fail(request + " refused: overlaps the existing mapping " + range_text(prev.offset, prev.len));
+    }
+
+    std::byte* at = host_base() + shm_offset;
+    int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+    if (::mmap(at, len, prot, MAP_SHARED | MAP_FIXED, fd, static_cast<off_t>(fd_offset)) == MAP_FAILED) {
+        Error error = errno_error(request + " failed: mmap of fd offset " + hex_text(fd_offset));
+        // A failed MAP_FIXED may already have removed the reservation underneath; put it back so no
+        // unrelated mapping can land in the window.
+        reserve_fixed(at, len);
+        return std::unexpected(std::move(error));
+    }
+    auto inserted = mappings_.insert(next, Mapping{shm_offset, len, at, writable});
+    notify(*inserted, true);
+    return {};
+}
+
+Result<void> ShmWindow::unmap(uint64_t shm_offset, uint64_t len) {
+    // guest-controlled: both parameters come from a vhost-user back-end's SHMEM_UNMAP request.
+    std::string request = "shared-memory unmap " + range_text(shm_offset, len);
+    if (!reservation_) return fail(request + " refused: the window has been moved away");
+    if (auto ok = check_range("shared-memory unmap", shm_offset, len); !ok) return ok;
+    auto it = std::lower_bound(mappings_.begin(), mappings_.end(), shm_offset,
+                               [](const Mapping& m, uint64_t offset) { return m.offset < offset; });
+    if (it == mappings_.end() || it->offset != shm_offset)
+        return fail(request + " refused: no mapping starts at " + hex_text(shm_offset));
+    if (it->len != len)
+        return fail(request + " refused: the mapping there is " + range_text(it->offset, it->len) +
+                    ", not exactly this range");
+
+    Mapping gone = *it;
+    notify(gone, false);
+    if (!reserve_fixed(gone.host, gone.len)) {
+        Error error = errno_error(request + " failed: cannot reserve the range again");
+        notify(gone, true);  // the file is still mapped there: keep the books and the observer honest
+        return std::unexpected(std::move(error));
+    }
+    mappings_.erase(it);
+    return {};
+}
+
+void ShmWindow::clear() {
+    if (mappings_.empty()) return;
+    for (const Mapping& m : mappings_) notify(m, false);
+    // One mapping over the whole window: no VMA splitting, so this does not run into map-count limits.
+    // If it fails anyway, the files stay mapped but no longer guest-visible, and the reservation
+    // (released by ~HostMapping) still covers them.
+    reserve_fixed(host_base(), size());
+    mappings_.clear();
+}
+
+}  // namespace kite
