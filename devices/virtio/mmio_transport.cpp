@@ -1,0 +1,348 @@
+#include "devices/virtio/mmio_transport.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <asio.hpp>
+#include <cstring>
+
+#include "devices/virtio/queue.h"
+#include "devices/virtio/spec.h"
+
+namespace kite {
+
+namespace {
+
+// Register offsets (VIRTIO 1.2, 4.2.2 "MMIO Device Register Layout").
+enum Reg : uint64_t {
+    kMagicValue = 0x000,
+    kVersion = 0x004,
+    kDeviceId = 0x008,
+    kVendorIdReg = 0x00c,
+    kDeviceFeatures = 0x010,
+    kDeviceFeaturesSel = 0x014,
+    kDriverFeatures = 0x020,
+    kDriverFeaturesSel = 0x024,
+    kQueueSel = 0x030,
+    kQueueNumMax = 0x034,
+    kQueueNum = 0x038,
+    kQueueReady = 0x044,
+    kQueueNotify = 0x050,
+    kInterruptStatus = 0x060,
+    kInterruptAck = 0x064,
+    kStatus = 0x070,
+    kQueueDescLow = 0x080,
+    kQueueDescHigh = 0x084,
+    kQueueDriverLow = 0x090,
+    kQueueDriverHigh = 0x094,
+    kQueueDeviceLow = 0x0a0,
+    kQueueDeviceHigh = 0x0a4,
+    kShmSel = 0x0ac,
+    kShmLenLow = 0x0b0,
+    kShmLenHigh = 0x0b4,
+    kShmBaseLow = 0x0b8,
+    kShmBaseHigh = 0x0bc,
+    kConfigGeneration = 0x0fc,
+};
+
+constexpr uint32_t kInterruptUsedBuffer = 1;
+constexpr uint32_t kInterruptConfigChange = 2;
+
+GuestAddress with_low(GuestAddress a, uint32_t low) { return GuestAddress((a.value() & ~0xffffffffull) | low); }
+GuestAddress with_high(GuestAddress a, uint32_t high) {
+    return GuestAddress((a.value() & 0xffffffffull) | (uint64_t{high} << 32));
+}
+
+Result<UniqueFd> make_eventfd() {
+    UniqueFd fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    if (!fd) return std::unexpected(errno_error("eventfd"));
+    return fd;
+}
+
+void signal_eventfd(int fd) {
+    uint64_t one = 1;
+    // EAGAIN only if the counter is at its maximum: the reader is then certain to wake up anyway.
+    [[maybe_unused]] ssize_t n = ::write(fd, &one, sizeof one);
+}
+
+}  // namespace
+
+Result<std::shared_ptr<VirtioMmioTransport>> VirtioMmioTransport::create(std::shared_ptr<VirtioDevice> device,
+                                                                         GuestMemory& memory,
+                                                                         asio::io_context& io) {
+    if (!device) return fail("virtio-mmio: no device");
+    std::shared_ptr<VirtioMmioTransport> t(new VirtioMmioTransport(std::move(device), memory, io));
+    for (size_t i = 0; i < t->queues_.size(); ++i) {
+        auto fd = make_eventfd();
+        if (!fd) return std::unexpected(fd.error());
+        t->kick_fds_.push_back(std::move(*fd));
+    }
+    auto irq = make_eventfd();
+    if (!irq) return std::unexpected(irq.error());
+    t->irq_fd_ = std::move(*irq);
+    return t;
+}
+
+VirtioMmioTransport::VirtioMmioTransport(std::shared_ptr<VirtioDevice> device, GuestMemory& memory,
+                                         asio::io_context& io)
+    : device_(std::move(device)), memory_(memory), io_(io) {
+    for (uint16_t max : device_->queue_max_sizes()) queues_.push_back(QueueState{max, {}});
+}
+
+VirtioMmioTransport::~VirtioMmioTransport() {
+    // The device may hold a reference to this transport as its VirtioInterrupt until it is reset.
+    if (device_active_) device_->reset();
+}
+
+void VirtioMmioTransport::read(uint64_t offset, std::span<uint8_t> data) {
+    if (offset >= kConfigOffset) {
+        device_->read_config(offset - kConfigOffset, data);  // device bounds-checks offset and size
+        return;
+    }
+    if (data.size() != 4 || offset % 4 != 0) {
+        log_.warn("virtio-mmio: {}-byte read at register {:#x} ignored", data.size(), offset);
+        std::memset(data.data(), 0, data.size());
+        return;
+    }
+    uint32_t value = read_register(offset);
+    std::memcpy(data.data(), &value, 4);
+}
+
+void VirtioMmioTransport::write(uint64_t offset, std::span<const uint8_t> data) {
+    if (offset >= kConfigOffset) {
+        device_->write_config(offset - kConfigOffset, data);
+        return;
+    }
+    if (data.size() != 4 || offset % 4 != 0) {
+        log_.warn("virtio-mmio: {}-byte write at register {:#x} ignored", data.size(), offset);
+        return;
+    }
+    uint32_t value;  // guest-controlled
+    std::memcpy(&value, data.data(), 4);
+    write_register(offset, value);
+}
+
+uint32_t VirtioMmioTransport::read_register(uint64_t offset) {
+    switch (offset) {
+        case kMagicValue: return kMagic;
+        case kVersion: return 2;
+        case kDeviceId: return device_->device_id();
+        case kVendorIdReg: return kVendorId;
+        case kInterruptStatus: {
+            // Pairs with the fetch_or in signal_used_queue / signal_config_change.
+            uint32_t status = interrupt_status_.load(std::memory_order_acquire);
+            if (device_->interrupt_status_always_used()) status |= kInterruptUsedBuffer;
+            return status;
+        }
+        case kConfigGeneration: return config_generation_.load(std::memory_order_acquire);
+        case kShmLenLow:
+        case kShmLenHigh:
+        case kShmBaseLow:
+        case kShmBaseHigh: {
+            uint32_t sel;
+            {
+                std::lock_guard lock(mutex_);
+                sel = shm_sel_;
+            }
+            for (const ShmRegion& r : device_->shm_regions()) {
+                if (r.id != sel) continue;
+                uint64_t v = (offset == kShmLenLow || offset == kShmLenHigh) ? r.size : r.base.value();
+                return (offset == kShmLenHigh || offset == kShmBaseHigh) ? uint32_t(v >> 32) : uint32_t(v);
+            }
+            return 0xffffffff;  // no such region: length and base read all-ones
+        }
+        default: break;
+    }
+
+    std::lock_guard lock(mutex_);
+    QueueState* q = queue_sel_ < queues_.size() ? &queues_[queue_sel_] : nullptr;
+    switch (offset) {
+        case kDeviceFeatures:
+            return device_features_sel_ < 2 ? uint32_t(device_->device_features() >> (32 * device_features_sel_)) : 0;
+        case kQueueNumMax: return q ? q->max_size : 0;
+        case kQueueNum: return q ? q->config.size : 0;
+        case kQueueReady: return q && q->config.ready ? 1 : 0;
+        case kStatus: return status_;
+        case kQueueDescLow: return q ? uint32_t(q->config.desc.value()) : 0;
+        case kQueueDescHigh: return q ? uint32_t(q->config.desc.value() >> 32) : 0;
+        case kQueueDriverLow: return q ? uint32_t(q->config.avail.value()) : 0;
+        case kQueueDriverHigh: return q ? uint32_t(q->config.avail.value() >> 32) : 0;
+        case kQueueDeviceLow: return q ? uint32_t(q->config.used.value()) : 0;
+        case kQueueDeviceHigh: return q ? uint32_t(q->config.used.value() >> 32) : 0;
+        default: return 0;
+    }
+}
+
+void VirtioMmioTransport::write_register(uint64_t offset, uint32_t value) {
+    switch (offset) {
+        case kQueueNotify:
+            // guest-controlled: the queue index; unknown queues are ignored.
+            if (value < kick_fds_.size()) signal_eventfd(kick_fds_[value].get());
+            return;
+        case kInterruptAck:
+            // Pairs with the fetch_or in signal_used_queue / signal_config_change.
+            interrupt_status_.fetch_and(~value, std::memory_order_acq_rel);
+            return;
+        default: break;
+    }
+
+    std::lock_guard lock(mutex_);
+    switch (offset) {
+        case kDeviceFeaturesSel: device_features_sel_ = value; return;
+        case kDriverFeaturesSel: driver_features_sel_ = value; return;
+        case kDriverFeatures:
+            if (status_ & virtio::kStatusFeaturesOk) {
+                log_.warn("virtio-mmio: DriverFeatures written after FEATURES_OK, ignored");
+            } else if (driver_features_sel_ == 0) {
+                driver_features_ = (driver_features_ & ~0xffffffffull) | value;
+            } else if (driver_features_sel_ == 1) {
+                driver_features_ = (driver_features_ & 0xffffffffull) | (uint64_t{value} << 32);
+            }
+            return;
+        case kQueueSel: queue_sel_ = value; return;
+        case kShmSel: shm_sel_ = value; return;
+        case kStatus: write_status(value); return;
+        case kQueueNum:
+        case kQueueReady:
+        case kQueueDescLow:
+        case kQueueDescHigh:
+        case kQueueDriverLow:
+        case kQueueDriverHigh:
+        case kQueueDeviceLow:
+        case kQueueDeviceHigh: write_queue_register(offset, value); return;
+        default: log_.warn("virtio-mmio: write to read-only or unknown register {:#x} ignored", offset); return;
+    }
+}
+
+void VirtioMmioTransport::write_queue_register(uint64_t offset, uint32_t value) {
+    if (queue_sel_ >= queues_.size()) {
+        log_.warn("virtio-mmio: queue register {:#x} written for absent queue {}", offset, queue_sel_);
+        return;
+    }
+    if (status_ & virtio::kStatusDriverOk) {
+        log_.warn("virtio-mmio: queue register {:#x} written after DRIVER_OK, ignored", offset);
+        return;
+    }
+    QueueState& q = queues_[queue_sel_];
+    if (offset == kQueueReady) {
+        if (value == 0) {
+            q.config.ready = false;
+            return;
+        }
+        if (auto ok = Queue::validate(memory_, q.config, q.max_size); !ok) {
+            // The queue stays not ready; the device cannot work as configured.
+            log_.warn("virtio-mmio: queue {} refused: {}", queue_sel_, ok.error().message);
+            status_ |= virtio::kStatusDeviceNeedsReset;
+            return;
+        }
+        q.config.ready = true;
+        return;
+    }
+    if (q.config.ready) {
+        log_.warn("virtio-mmio: queue {} register {:#x} written while ready, ignored", queue_sel_, offset);
+        return;
+    }
+    switch (offset) {
+        case kQueueNum: q.config.size = static_cast<uint16_t>(value > 0xffff ? 0 : value); break;
+        case kQueueDescLow: q.config.desc = with_low(q.config.desc, value); break;
+        case kQueueDescHigh: q.config.desc = with_high(q.config.desc, value); break;
+        case kQueueDriverLow: q.config.avail = with_low(q.config.avail, value); break;
+        case kQueueDriverHigh: q.config.avail = with_high(q.config.avail, value); break;
+        case kQueueDeviceLow: q.config.used = with_low(q.config.used, value); break;
+        case kQueueDeviceHigh: q.config.used = with_high(q.config.used, value); break;
+        default: break;
+    }
+}
+
+void VirtioMmioTransport::write_status(uint32_t value) {
+    if (value == 0) {
+        reset_locked();
+        return;
+    }
+    // guest-controlled. The driver only ever adds bits (spec 3.1.1); anything else is a driver bug.
+    if ((value & status_) != (status_ & ~virtio::kStatusDeviceNeedsReset)) {
+        log_.warn("virtio-mmio: status {:#x} clears bits of {:#x}, ignored", value, status_);
+        return;
+    }
+    uint32_t added = value & ~status_;
+    uint32_t next = status_ | value;
+    if (added & virtio::kStatusFeaturesOk) {
+        uint64_t offered = device_->device_features();
+        if ((driver_features_ & ~offered) || !(driver_features_ & virtio::kFeatureVersion1)) {
+            log_.warn("virtio-mmio: features {:#x} refused (offered {:#x}, VERSION_1 required)", driver_features_,
+                      offered);
+            next &= ~virtio::kStatusFeaturesOk;
+        }
+    }
+    if (added & virtio::kStatusDriverOk) {
+        if (!(next & virtio::kStatusFeaturesOk) || (next & virtio::kStatusDeviceNeedsReset)) {
+            log_.warn("virtio-mmio: DRIVER_OK without FEATURES_OK or with a failed queue, ignored");
+            next &= ~virtio::kStatusDriverOk;
+        }
+    }
+    status_ = next;
+    if (added & next & virtio::kStatusDriverOk) post_activate_locked();
+}
+
+void VirtioMmioTransport::post_activate_locked() {
+    std::vector<QueueConfig> configs;
+    std::vector<int> kicks;
+    for (size_t i = 0; i < queues_.size(); ++i) {
+        configs.push_back(queues_[i].config);
+        kicks.push_back(kick_fds_[i].get());
+    }
+    device_active_ = true;
+    std::weak_ptr<VirtioMmioTransport> weak = weak_from_this();
+    asio::post(io_, [weak, configs = std::move(configs), kicks = std::move(kicks), features = driver_features_] {
+        auto self = weak.lock();
+        if (!self) return;
+        ActivateContext ctx{self->memory_, configs, kicks, self->irq_fd_.get(), *self, self->io_, features};
+        if (auto r = self->device_->activate(std::move(ctx)); !r) {
+            self->log_.warn("virtio-mmio: device {} failed to activate: {}", self->device_->device_id(),
+                            r.error().message);
+            self->needs_reset();
+        }
+    });
+}
+
+void VirtioMmioTransport::reset_locked() {
+    bool was_active = device_active_;
+    status_ = 0;
+    device_features_sel_ = driver_features_sel_ = 0;
+    driver_features_ = 0;
+    queue_sel_ = shm_sel_ = 0;
+    for (auto& q : queues_) q.config = QueueConfig{};
+    device_active_ = false;
+    interrupt_status_.store(0, std::memory_order_release);
+    if (!was_active) return;
+    std::weak_ptr<VirtioMmioTransport> weak = weak_from_this();
+    asio::post(io_, [weak] {
+        if (auto self = weak.lock()) self->device_->reset();
+    });
+}
+
+void VirtioMmioTransport::trigger() { signal_eventfd(irq_fd_.get()); }
+
+void VirtioMmioTransport::signal_used_queue(uint16_t) {
+    // Pairs with the load in the InterruptStatus read.
+    interrupt_status_.fetch_or(kInterruptUsedBuffer, std::memory_order_acq_rel);
+    trigger();
+}
+
+void VirtioMmioTransport::signal_config_change() {
+    config_generation_.fetch_add(1, std::memory_order_acq_rel);  // pairs with the ConfigGeneration read
+    interrupt_status_.fetch_or(kInterruptConfigChange, std::memory_order_acq_rel);
+    trigger();
+}
+
+void VirtioMmioTransport::needs_reset() {
+    {
+        std::lock_guard lock(mutex_);
+        if (status_ == 0) return;  // the driver reset the device meanwhile: nothing left to flag
+        status_ |= virtio::kStatusDeviceNeedsReset;
+    }
+    interrupt_status_.fetch_or(kInterruptConfigChange, std::memory_order_acq_rel);
+    trigger();
+}
+
+}  // namespace kite

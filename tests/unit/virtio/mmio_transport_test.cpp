@@ -1,0 +1,310 @@
+#include <doctest/doctest.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <asio.hpp>
+
+#include "devices/virtio/mmio_transport.h"
+#include "devices/virtio/spec.h"
+#include "fake_queue.h"
+#include "mmio_driver.h"
+
+using namespace kite;
+using namespace kite::test;
+
+namespace {
+
+// A device that records what the transport asks of it.
+class RecordingDevice : public VirtioDevice {
+public:
+    uint32_t device_id() const override { return 42; }
+    uint64_t device_features() const override { return virtio::kCommonFeatures | 1; }
+    std::vector<uint16_t> queue_max_sizes() const override { return {64, 16}; }
+    void read_config(uint64_t offset, std::span<uint8_t> data) override {
+        for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < 4 ? uint8_t(0xa0 + offset + i) : 0;
+    }
+    void write_config(uint64_t offset, std::span<const uint8_t> data) override {
+        last_config_write = offset + data.size();
+    }
+    Result<void> activate(ActivateContext ctx) override {
+        ++activations;
+        queues = ctx.queues;
+        features = ctx.driver_features;
+        interrupt = &ctx.interrupt;
+        if (fail_activate) return fail("refused");
+        return {};
+    }
+    void reset() override { ++resets; }
+    std::vector<ShmRegion> shm_regions() const override { return {{1, GuestAddress(0x1'2345'6000), 0x20000}}; }
+
+    bool fail_activate = false;
+    int activations = 0;
+    int resets = 0;
+    uint64_t features = 0;
+    uint64_t last_config_write = 0;
+    std::vector<QueueConfig> queues;
+    VirtioInterrupt* interrupt = nullptr;
+};
+
+struct Fixture {
+    HeapMemory mem{1 << 20};
+    asio::io_context io;
+    std::shared_ptr<RecordingDevice> device = std::make_shared<RecordingDevice>();
+    std::shared_ptr<VirtioMmioTransport> transport = *VirtioMmioTransport::create(device, mem, io);
+    MmioDriver driver{*transport};
+};
+
+// Runs what was posted so far (restart: poll() leaves a drained io_context stopped).
+void run_pending(asio::io_context& io) {
+    io.restart();
+    io.poll();
+}
+
+uint64_t eventfd_count(int fd) {
+    uint64_t value = 0;
+    if (::read(fd, &value, sizeof value) != sizeof value) return 0;
+    return value;
+}
+
+}  // namespace
+
+TEST_CASE("transport identifies itself as a version 2 virtio-mmio device") {
+    Fixture f;
+
+    CHECK(f.driver.read32(0x000) == 0x74726976);
+    CHECK(f.driver.read32(0x004) == 2);
+    CHECK(f.driver.read32(0x008) == 42);
+    CHECK(f.driver.read32(0x00c) == VirtioMmioTransport::kVendorId);
+}
+
+TEST_CASE("device features are read in two 32-bit halves") {
+    Fixture f;
+
+    CHECK(f.driver.device_features() == (virtio::kCommonFeatures | 1));
+}
+
+TEST_CASE("register accesses that are not 4 bytes wide are ignored") {
+    Fixture f;
+    uint8_t narrow[2] = {0xff, 0xff};
+
+    f.transport->read(0x000, narrow);
+    f.transport->write(0x070, std::span<const uint8_t>(narrow, 1));
+
+    CHECK(narrow[0] == 0);
+    CHECK(f.driver.read32(0x070) == 0);
+}
+
+TEST_CASE("features without VERSION_1 leave FEATURES_OK clear") {
+    Fixture f;
+
+    uint32_t status = f.driver.negotiate(1);
+
+    CHECK_FALSE((status & virtio::kStatusFeaturesOk) != 0);
+}
+
+TEST_CASE("features the device did not offer leave FEATURES_OK clear") {
+    Fixture f;
+
+    uint32_t status = f.driver.negotiate(virtio::kFeatureVersion1 | 2);
+
+    CHECK_FALSE((status & virtio::kStatusFeaturesOk) != 0);
+}
+
+TEST_CASE("offered features with VERSION_1 are accepted") {
+    Fixture f;
+
+    uint32_t status = f.driver.negotiate(virtio::kFeatureVersion1 | virtio::kFeatureEventIdx);
+
+    CHECK((status & virtio::kStatusFeaturesOk) != 0);
+}
+
+TEST_CASE("DRIVER_OK activates the device on the event loop with the queues and features") {
+    Fixture f;
+    FakeQueue fq(f.mem, 16);
+    f.driver.negotiate(virtio::kFeatureVersion1);
+    f.driver.setup_queue(1, fq.config());
+    f.driver.driver_ok();
+    int before_run = f.device->activations;
+
+    run_pending(f.io);
+
+    CHECK(before_run == 0);
+    CHECK(f.device->activations == 1);
+    CHECK(f.device->features == virtio::kFeatureVersion1);
+    REQUIRE(f.device->queues.size() == 2);
+    CHECK_FALSE(f.device->queues[0].ready);
+    CHECK(f.device->queues[1].ready);
+    CHECK(f.device->queues[1].desc == fq.config().desc);
+    CHECK(f.device->queues[1].used == fq.config().used);
+}
+
+TEST_CASE("DRIVER_OK without FEATURES_OK does not activate") {
+    Fixture f;
+    f.driver.write32(0x70, virtio::kStatusAcknowledge | virtio::kStatusDriver);
+    f.driver.driver_ok();
+
+    run_pending(f.io);
+
+    CHECK(f.device->activations == 0);
+    CHECK_FALSE((f.driver.read32(0x70) & virtio::kStatusDriverOk) != 0);
+}
+
+TEST_CASE("QueueNumMax reports the device maximum and zero for absent queues") {
+    Fixture f;
+
+    f.driver.write32(0x30, 0);
+    uint32_t first = f.driver.read32(0x34);
+    f.driver.write32(0x30, 2);
+    uint32_t absent = f.driver.read32(0x34);
+
+    CHECK(first == 64);
+    CHECK(absent == 0);
+}
+
+TEST_CASE("a queue larger than its maximum is not made ready and the device needs a reset") {
+    Fixture f;
+    FakeQueue fq(f.mem, 32);
+    f.driver.negotiate(virtio::kFeatureVersion1);
+
+    f.driver.setup_queue(1, fq.config());
+
+    CHECK(f.driver.read32(0x44) == 0);
+    CHECK((f.driver.read32(0x70) & virtio::kStatusDeviceNeedsReset) != 0);
+}
+
+TEST_CASE("queue registers written while the queue is ready are ignored") {
+    Fixture f;
+    FakeQueue fq(f.mem, 16);
+    f.driver.negotiate(virtio::kFeatureVersion1);
+    f.driver.setup_queue(0, fq.config());
+
+    f.driver.write32(0x38, 8);
+    f.driver.write32(0x80, 0x8000);
+
+    CHECK(f.driver.read32(0x38) == 16);
+    CHECK(f.driver.read32(0x80) == fq.config().desc.value());
+}
+
+TEST_CASE("queue registers written after DRIVER_OK are ignored") {
+    Fixture f;
+    f.driver.negotiate(virtio::kFeatureVersion1);
+    f.driver.driver_ok();
+
+    f.driver.write32(0x30, 0);
+    f.driver.write32(0x38, 16);
+
+    CHECK(f.driver.read32(0x38) == 0);
+}
+
+TEST_CASE("an absent shared memory region reads all-ones") {
+    Fixture f;
+
+    f.driver.write32(0xac, 0);
+
+    CHECK(f.driver.read32(0xb0) == 0xffffffff);
+    CHECK(f.driver.read32(0xb4) == 0xffffffff);
+    CHECK(f.driver.read32(0xb8) == 0xffffffff);
+    CHECK(f.driver.read32(0xbc) == 0xffffffff);
+}
+
+TEST_CASE("a present shared memory region reads its length and base") {
+    Fixture f;
+
+    f.driver.write32(0xac, 1);
+
+    CHECK(f.driver.read32(0xb0) == 0x20000);
+    CHECK(f.driver.read32(0xb4) == 0);
+    CHECK(f.driver.read32(0xb8) == 0x23456000);
+    CHECK(f.driver.read32(0xbc) == 1);
+}
+
+TEST_CASE("writing status 0 resets the registers and the active device") {
+    Fixture f;
+    FakeQueue fq(f.mem, 16);
+    f.driver.negotiate(virtio::kFeatureVersion1);
+    f.driver.setup_queue(0, fq.config());
+    f.driver.driver_ok();
+    run_pending(f.io);
+
+    f.driver.write32(0x70, 0);
+    run_pending(f.io);
+
+    CHECK(f.driver.read32(0x70) == 0);
+    CHECK(f.driver.read32(0x44) == 0);
+    CHECK(f.device->resets == 1);
+}
+
+TEST_CASE("a failed activation sets DEVICE_NEEDS_RESET and raises a config interrupt") {
+    Fixture f;
+    f.device->fail_activate = true;
+    f.driver.negotiate(virtio::kFeatureVersion1);
+    f.driver.driver_ok();
+
+    run_pending(f.io);
+
+    CHECK((f.driver.read32(0x70) & virtio::kStatusDeviceNeedsReset) != 0);
+    CHECK(f.driver.read32(0x60) == 2);
+    CHECK(eventfd_count(f.transport->irq_fd()) == 1);
+}
+
+TEST_CASE("a used-buffer interrupt sets bit 0 until the driver acknowledges it") {
+    Fixture f;
+
+    f.transport->signal_used_queue(0);
+    uint32_t before_ack = f.driver.read32(0x60);
+    f.driver.write32(0x64, 1);
+    uint32_t after_ack = f.driver.read32(0x60);
+
+    CHECK(before_ack == 1);
+    CHECK(after_ack == 0);
+    CHECK(eventfd_count(f.transport->irq_fd()) == 1);
+}
+
+TEST_CASE("a config change bumps ConfigGeneration and sets interrupt bit 1") {
+    Fixture f;
+    uint32_t before = f.driver.read32(0xfc);
+
+    f.transport->signal_config_change();
+
+    CHECK(f.driver.read32(0xfc) == before + 1);
+    CHECK(f.driver.read32(0x60) == 2);
+}
+
+TEST_CASE("a QueueNotify write that reaches the transport kicks that queue's eventfd") {
+    Fixture f;
+
+    f.driver.write32(0x50, 1);
+    f.driver.write32(0x50, 7);
+
+    CHECK(eventfd_count(f.transport->kick_fd(0)) == 0);
+    CHECK(eventfd_count(f.transport->kick_fd(1)) == 1);
+}
+
+TEST_CASE("config space accesses of any width go to the device") {
+    Fixture f;
+    uint8_t byte[1];
+    uint8_t word[2] = {1, 2};
+
+    f.transport->read(0x102, byte);
+    f.transport->write(0x106, word);
+
+    CHECK(byte[0] == 0xa2);
+    CHECK(f.device->last_config_write == 8);
+}
+
+TEST_CASE("a transport destroyed with its event loop pending drops the posted activation") {
+    HeapMemory mem(1 << 20);
+    asio::io_context io;
+    auto device = std::make_shared<RecordingDevice>();
+    {
+        auto transport = *VirtioMmioTransport::create(device, mem, io);
+        MmioDriver driver(*transport);
+        driver.negotiate(virtio::kFeatureVersion1);
+        driver.driver_ok();
+    }
+
+    run_pending(io);
+
+    CHECK(device->activations == 0);
+    CHECK(device->resets == 1);
+}
