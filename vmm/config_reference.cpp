@@ -1,0 +1,40 @@
+// The config file format as users read it (kite --help, kite run --help). Keep in step with
+// vmm/config_fields.cpp, which holds the rules.
+#include "vmm/config_yaml.h"
+
+namespace kite {
+
+std::string_view config_reference() {
+    return R"(Config file (YAML). Relative paths are relative to the file's folder.
+  vcpus: 2                   1 to 254 (default 1)
+  memory: 512M               size, or {size: 1G, hugepages: none|transparent|hugetlbfs, shared: true}
+                             (default 512M; hugetlbfs needs a multiple of 2M; memory is shared
+                             automatically when a vhost-user device is configured)
+  kernel: vmlinuz            bzImage or PVH ELF; required unless restore is set
+  initrd: initrd.gz          optional
+  cmdline: "console=ttyS0"   kernel command line
+  boot-protocol: auto        auto | bzimage | pvh
+  serial: stdio              stdio | off | {file: serial.log}   (also file:serial.log)
+  log-level: warn            trace | debug | info | warn | error | critical | off
+  vhost-trace: false         print every vhost-user message, decoded
+  api-socket: kite.sock      JSON control API socket (default none)
+  restore: vm.snap           resume this snapshot instead of booting
+  devices:                   in order; each entry names one device type
+    - block: {path: disk.img, readonly: false, id: disk0, engine: auto}
+                             engine: auto | io_uring | sync; id at most 20 bytes
+    - net: {tap: tap0, mac: "52:54:00:12:34:56"}     tap at most 15 bytes; mac optional, unicast
+    - rng                    (or rng: {})
+    - console: {output: stdio}                      stdio | off | {file: console.log}
+    - vhost-user-blk: {socket: /tmp/vub.sock}
+    - vhost-user-fs: {socket: /tmp/vfs.sock, tag: hostfs, dax: 1G, queue-size: 1024}
+                             tag 1 to 36 bytes; dax a multiple of 2M, 0 = no DAX window
+    - vhost-user: {socket: /tmp/x.sock, virtio-id: 26, queues: 2, queue-size: 256, shm: [64M]}
+                             any VIRTIO device type; shm lists shared memory regions (multiples
+                             of 4K), omitted = ask the back-end (GET_SHMEM_CONFIG)
+    Every vhost-user device also takes reconnect-timeout-ms (default 5000).
+    Shorthand: '- block: disk.img', '- net: tap0', '- vhost-user-blk: /tmp/vub.sock'.
+Sizes: bytes, or a number with K, M, G or T (powers of 1024; 4KiB works too): 4096, 64K, 512M, 1G.
+)";
+}
+
+}  // namespace kite
