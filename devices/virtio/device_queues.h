@@ -1,0 +1,33 @@
+// Helpers the built-in devices share for serving their queues on the VMM thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "devices/virtio/fd_watcher.h"
+#include "devices/virtio/log_limit.h"
+#include "devices/virtio/queue.h"
+#include "devices/virtio/virtio_device.h"
+
+namespace kite {
+
+// One queue of an active device: the ring and the watcher of its kick eventfd.
+struct ServedQueue {
+    Queue queue;
+    std::unique_ptr<FdWatcher> kick;
+};
+
+// Builds the ready queues of ctx (nullopt for queues the driver left unused) and watches their kick fds,
+// calling on_kick(index) on the VMM thread after each notification.
+Result<std::vector<std::optional<ServedQueue>>> serve_queues(const ActivateContext& ctx,
+                                                             std::span<const uint16_t> max_sizes,
+                                                             std::function<void(uint16_t)> on_kick);
+
+// Signals the driver if the queue's notification rules want it, and flags DEVICE_NEEDS_RESET if the
+// queue broke. Call after handing back a batch of chains.
+void notify_or_flag(Queue& queue, uint16_t index, VirtioInterrupt& interrupt);
+
+}  // namespace kite
