@@ -1,0 +1,109 @@
+# lib.sh: helpers for e2e scenarios (sourced by bash inside scripts/sandbox.sh, which sets ASSETS, KITE,
+# QEMU). Tests are written against the kite CLI; E2E_VMM picks the VMM that runs them:
+#   E2E_VMM=kite (default)  $KITE run ARGS...
+#   E2E_VMM=qemu            the same ARGS translated to QEMU -M microvm,acpi=on (proves the harness)
+# Each check prints `PASS name` or `FAIL name: why`; e2e_finish prints a summary and sets the status.
+
+E2E_VMM=${E2E_VMM:-kite}
+E2E_BOOT_TIMEOUT=${E2E_BOOT_TIMEOUT:-300}
+E2E_CMDLINE_BASE="console=ttyS0 quiet panic=-1"
+e2e_passed=0
+e2e_failed=0
+
+pass() { echo "PASS $1"; e2e_passed=$((e2e_passed + 1)); }
+fail() { echo "FAIL $1${2:+: $2}"; e2e_failed=$((e2e_failed + 1)); }
+check() { # NAME WHY-IF-FALSE COMMAND... : PASS when COMMAND succeeds
+  local name=$1 why=$2; shift 2
+  if "$@"; then pass "$name"; else fail "$name" "$why"; fi
+}
+e2e_finish() {
+  echo "E2E-SUMMARY vmm=$E2E_VMM passed=$e2e_passed failed=$e2e_failed"
+  [[ $e2e_failed -eq 0 ]]
+}
+
+# vmm_command KITE-RUN-ARGS... : fills the array VMM_CMD with the command line that runs them.
+vmm_command() {
+  if [[ $E2E_VMM == kite ]]; then
+    VMM_CMD=("${KITE:-kite}" run "$@")
+    return
+  fi
+  # QEMU microvm with the same guest: kernel, initrd, cmdline, memory, vCPUs; debug-exit at 0x501.
+  local kernel="" initrd="" cmdline="" memory=512M vcpus=1
+  while [[ $# -gt 0 ]]; do
+    case $1 in
+      --kernel) kernel=$2; shift 2 ;;
+      --initrd) initrd=$2; shift 2 ;;
+      --cmdline) cmdline=$2; shift 2 ;;
+      --memory) memory=$2; shift 2 ;;
+      --vcpus) vcpus=$2; shift 2 ;;
+      --serial) [[ $2 == stdio ]] || { echo "vmm_command: qemu adapter supports --serial stdio only" >&2; return 1; }
+                shift 2 ;;
+      --boot-protocol) shift 2 ;; # QEMU picks PVH for an ELF with the PVH note, bzImage otherwise
+      *) echo "vmm_command: qemu adapter does not know $1" >&2; return 1 ;;
+    esac
+  done
+  VMM_CMD=("${QEMU_BIN:-$QEMU}" -M microvm,acpi=on -enable-kvm -cpu host -m "$memory" -smp "$vcpus"
+           -nodefaults -no-user-config -nographic -no-reboot -serial stdio
+           -device isa-debug-exit,iobase=0x501,iosize=1 -kernel "$kernel" -append "$cmdline")
+  [[ -z $initrd ]] || VMM_CMD+=(-initrd "$initrd")
+}
+
+# The VMM exit status a guest's write of N to port 0x501 produces: N for kite; QEMU's isa-debug-exit
+# exits with (N << 1) | 1.
+expected_debug_exit() {
+  if [[ $E2E_VMM == kite ]]; then echo "$1"; else echo $((($1 << 1) | 1)); fi
+}
+
+# vmm_run LOG KITE-RUN-ARGS... : run the VMM to completion (stdin closed), serial output to LOG and
+# to our stdout prefixed with "| "; returns the VMM's exit status (124 on timeout).
+vmm_run() {
+  local log=$1; shift
+  vmm_command "$@" || return 125
+  echo "# ${VMM_CMD[*]}"
+  local start=$EPOCHREALTIME
+  timeout -k 5 "$E2E_BOOT_TIMEOUT" "${VMM_CMD[@]}" </dev/null 2>&1 | tr -d '\r' | tee "$log" | sed 's/^/| /'
+  local rc=${PIPESTATUS[0]}
+  echo "# exit status $rc after $(elapsed "$start") s"
+  return "$rc"
+}
+
+# vmm_interactive LOG SCRIPT KITE-RUN-ARGS... : run the VMM with its serial input fed from SCRIPT's
+# lines once the guest's shell is ready (the "busybox shell" banner appeared in LOG); returns its status.
+vmm_interactive() {
+  local log=$1 script=$2; shift 2
+  vmm_command "$@" || return 125
+  echo "# ${VMM_CMD[*]} (serial input from $script)"
+  local fifo
+  fifo=$(mktemp -u) && mkfifo "$fifo"
+  local start=$EPOCHREALTIME
+  : > "$log"
+  timeout -k 5 "$E2E_BOOT_TIMEOUT" "${VMM_CMD[@]}" <"$fifo" > >(tr -d '\r' | tee "$log" | sed 's/^/| /') 2>&1 &
+  local pid=$!
+  exec {feed}>"$fifo"
+  local waited=0
+  until grep -q 'busybox shell on the console' "$log" 2>/dev/null; do
+    sleep 0.5
+    waited=$((waited + 1))
+    if ! kill -0 "$pid" 2>/dev/null || [[ $waited -gt $((E2E_BOOT_TIMEOUT * 2)) ]]; then break; fi
+  done
+  sleep 1
+  local line
+  while IFS= read -r line; do
+    printf '%s\n' "$line" >&"$feed"
+    sleep 0.5
+  done < "$script"
+  wait "$pid"
+  local rc=$?
+  exec {feed}>&-
+  rm -f "$fifo"
+  sleep 0.2 # let the output pipe drain into the log
+  echo "# exit status $rc after $(elapsed "$start") s"
+  return "$rc"
+}
+
+elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
+
+# log_value LOG KEY : the value of the last "KEY=value" line in LOG.
+log_value() { grep -a -o "^$2=[^ ]*" "$1" | tail -n1 | cut -d= -f2-; }
+# log_has LOG FIXED-STRING
+log_has() { grep -a -q -F -- "$2" "$1"; }
