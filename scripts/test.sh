@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# test.sh: THE test command (README, CI). Run as root on Debian 12:
+#
+#   sudo scripts/test.sh
+#
+# 1. scripts/setup.sh (packages, guest assets; cached)
+# 2. builds: build/ (normal), build-asan/ (-DKITE_SANITIZE=ON), build-fuzz/ (clang-14, -DKITE_FUZZ=ON)
+# 3. unit tests: ctest in build/ and build-asan/
+# 4. every fuzz_* target for $FUZZ_SECONDS (10) from an empty corpus plus tests/fuzz/corpus/<name>/
+# 5. in the KVM sandbox (scripts/sandbox.sh), one boot: tests/guest/run_guest_tests.sh under the ASan
+#    kite, then the Linux e2e tests (tests/e2e/linux_boot.sh) with the normal kite
+# Ends with a summary whose last line is "N passed, M failed"; exits non-zero on any failure.
+#
+# Environment: E2E_VMM (kite|qemu, see below), FUZZ_SECONDS, JOBS (ninja -j, default 2),
+#              TEST_SKIP_SETUP=1 (do not run setup.sh), TEST_ONLY="build unit fuzz sandbox" (subset).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+# The VMM the Linux e2e tests run under. QEMU microvm stands in until kite boots Linux; switch to kite
+# by changing this one line to `kite` (or run with E2E_VMM=kite).
+export E2E_VMM=${E2E_VMM:-qemu}
+
+FUZZ_SECONDS=${FUZZ_SECONDS:-10}
+JOBS=${JOBS:-2}
+ONLY=${TEST_ONLY:-build unit fuzz sandbox}
+LOGS=$ROOT/.cache/test
+mkdir -p "$LOGS"
+rm -f "$LOGS"/*.log
+
+results=()   # "PASS name" / "FAIL name: why" / "SKIP name: why"
+timings=()
+passed=0
+failed=0
+record() { # STATUS NAME [WHY]
+  results+=("$1 $2${3:+: $3}")
+  case $1 in PASS) passed=$((passed + 1)) ;; FAIL) failed=$((failed + 1)) ;; esac
+  echo "$1 $2${3:+: $3}"
+}
+wants() { [[ " $ONLY " == *" $1 "* ]]; }
+step_start() { step_t0=$SECONDS; echo; echo "==== $1"; }
+step_end() { timings+=("$(printf '%-28s %5d s' "$1" $((SECONDS - step_t0)))"); }
+
+# ---- 1. setup -----------------------------------------------------------------------------------------
+if [[ ${TEST_SKIP_SETUP:-0} != 1 ]]; then
+  step_start setup
+  if scripts/setup.sh; then record PASS setup; else record FAIL setup "scripts/setup.sh failed"; fi
+  step_end setup
+fi
+
+# ---- 2. builds ------------------------------------------------------------------------------------------
+build() { # NAME DIR CMAKE-ARGS... (CC/CXX from the environment)
+  local name=$1 dir=$2; shift 2
+  step_start "build $name"
+  if cmake -S "$ROOT" -B "$dir" -G Ninja "$@" > "$LOGS/configure-$name.log" 2>&1 &&
+     cmake --build "$dir" -j "$JOBS" > "$LOGS/build-$name.log" 2>&1; then
+    record PASS "build-$name"
+  else
+    tail -n 40 "$LOGS/configure-$name.log" "$LOGS/build-$name.log" 2>/dev/null
+    record FAIL "build-$name" "see $LOGS/build-$name.log"
+  fi
+  step_end "build $name"
+}
+if wants build; then
+  build normal build
+  build asan build-asan -DKITE_SANITIZE=ON
+  CC=clang-14 CXX=clang++-14 build fuzz build-fuzz -DKITE_FUZZ=ON
+fi
+
+# ---- 3. unit tests --------------------------------------------------------------------------------------
+unit() { # NAME DIR
+  local name=$1 dir=$2 log=$LOGS/ctest-$1.log
+  step_start "unit tests ($name)"
+  if [[ ! -f $dir/CTestTestfile.cmake ]]; then
+    record FAIL "unit-$name" "$dir is not built"
+  else
+    ctest --test-dir "$dir" --output-on-failure -j "$JOBS" --timeout 300 > "$log" 2>&1
+    local rc=$? line test verdict any=0
+    while IFS= read -r line; do
+      # "  1/7 Test  #3: unit_memory ......................   Passed    0.02 sec"
+      [[ $line =~ Test\ +#[0-9]+:\ ([^ ]+)\ \.*\ *(\*\*\*)?([A-Za-z]+) ]] || continue
+      test=${BASH_REMATCH[1]} verdict=${BASH_REMATCH[3]} any=1
+      case $verdict in
+        Passed) record PASS "$name/$test" ;;
+        Skipped|Not) record SKIP "$name/$test" "skipped by ctest" ;;
+        *) record FAIL "$name/$test" "$verdict (see $log)" ;;
+      esac
+    done < "$log"
+    if [[ $rc -ne 0 ]]; then
+      grep -A30 -E '\*\*\*(Failed|Exception)|Errors while running' "$log" | head -n 80
+      [[ $any -eq 1 ]] || record FAIL "unit-$name" "ctest status $rc (see $log)"
+    fi
+    [[ $any -eq 1 || $rc -ne 0 ]] || record FAIL "unit-$name" "no tests found"
+  fi
+  step_end "unit tests ($name)"
+}
+if wants unit; then
+  unit normal build
+  ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+    unit asan build-asan
+fi
+
+# ---- 4. fuzzing ------------------------------------------------------------------------------------------
+if wants fuzz; then
+  step_start fuzz
+  mapfile -t targets < <(find build-fuzz -name 'fuzz_*' -type f -perm -u+x 2>/dev/null | sort)
+  [[ ${#targets[@]} -gt 0 ]] || record FAIL fuzz "no fuzz_* targets in build-fuzz/"
+  mkdir -p "$LOGS/fuzz-artifacts"
+  for t in "${targets[@]}"; do
+    name=$(basename "$t")
+    corpus=$(mktemp -d)
+    seeds=()
+    [[ -d tests/fuzz/corpus/$name ]] && seeds=("tests/fuzz/corpus/$name")
+    if "$t" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 -artifact_prefix="$LOGS/fuzz-artifacts/$name-" \
+         "$corpus" "${seeds[@]}" > "$LOGS/$name.log" 2>&1; then
+      record PASS "fuzz/$name" "$(grep -a -o 'stat::number_of_executed_units: *[0-9]*' "$LOGS/$name.log" | awk '{print $2}') runs"
+    else
+      tail -n 30 "$LOGS/$name.log"
+      record FAIL "fuzz/$name" "crash or error (see $LOGS/$name.log, artifacts in $LOGS/fuzz-artifacts)"
+    fi
+    rm -rf "$corpus"
+  done
+  step_end fuzz
+fi
+
+# ---- 5. guest tests and Linux e2e in the KVM sandbox -------------------------------------------------------
+if wants sandbox; then
+  step_start "sandbox (guest + e2e)"
+  files=(tests/e2e/suite.sh tests/e2e/linux_boot.sh tests/e2e/lib.sh)
+  guest_dir=$(mktemp -d)
+  if [[ -f tests/guest/run_guest_tests.sh ]]; then
+    if [[ -x build-asan/vmm/kite && -d build-asan/tests/guest ]]; then
+      cp tests/guest/run_guest_tests.sh "$guest_dir/"
+      cp -a build-asan/tests/guest "$guest_dir/guest-images"
+      files+=("$guest_dir/run_guest_tests.sh" "$guest_dir/guest-images")
+    else
+      record FAIL guest-tests "build-asan/vmm/kite or build-asan/tests/guest missing"
+    fi
+  else
+    record SKIP guest-tests "tests/guest/run_guest_tests.sh does not exist yet"
+  fi
+  kite_env=()
+  [[ -x build/vmm/kite ]] && kite_env+=(KITE_BIN="$ROOT/build/vmm/kite")
+  [[ -x build-asan/vmm/kite ]] && kite_env+=(KITE_ASAN_BIN="$ROOT/build-asan/vmm/kite")
+  if [[ $E2E_VMM == kite && ! -x build/vmm/kite ]]; then
+    record FAIL e2e "build/vmm/kite missing"
+  fi
+  env "${kite_env[@]}" SANDBOX_LOG="$LOGS/sandbox.log" scripts/sandbox.sh tests/e2e/suite.sh "${files[@]}" \
+    > "$LOGS/sandbox.out" 2>&1
+  rc=$?
+  grep -a -E '^(PASS|FAIL) ' "$LOGS/sandbox.log" > "$LOGS/sandbox.results" || true
+  while IFS= read -r line; do
+    verdict=${line%% *} rest=${line#* }
+    name=${rest%%:*}
+    why=""; [[ $rest == *:* ]] && why=${rest#*: }
+    record "$verdict" "sandbox/$name" "$why"
+  done < "$LOGS/sandbox.results"
+  if [[ $rc -ne 0 ]]; then
+    grep -a -E '^(FAIL|\[sandbox\])' "$LOGS/sandbox.out" | head -n 20
+    grep -q '^FAIL ' "$LOGS/sandbox.results" || record FAIL sandbox "status $rc (see $LOGS/sandbox.out)"
+    tail -n 30 "$LOGS/sandbox.out"
+  fi
+  grep -a -q 'E2E-SUMMARY' "$LOGS/sandbox.log" || record FAIL e2e "the Linux e2e tests did not finish (see $LOGS/sandbox.log)"
+  rm -rf "$guest_dir"
+  step_end "sandbox (guest + e2e)"
+fi
+
+# ---- summary ---------------------------------------------------------------------------------------------
+echo
+echo "==== summary (logs in $LOGS)"
+printf '%s\n' "${timings[@]}"
+[[ $E2E_VMM == kite ]] || echo "NOTE: the Linux e2e checks ran under E2E_VMM=$E2E_VMM (QEMU microvm), not kite"
+printf '%s\n' "${results[@]}" | grep -E '^(FAIL|SKIP)' || true
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]
