@@ -98,17 +98,21 @@ size_t Serial::enqueue_input(std::span<const uint8_t> bytes) {
         if (!(mcr_ & kMcrLoop)) {
             while (accepted < bytes.size() && rx_push(bytes[accepted])) ++accepted;
         }
-        dropped_ += bytes.size() - accepted;
-        if (rx_count_ == kInputCapacity) rx_was_full_ = true;
+        if (accepted < bytes.size()) {
+            dropped_ += bytes.size() - accepted;
+            input_refused_ = true;
+        }
         raise = (pending_sources() & ~before) != 0;
     }
     if (raise) irq_.trigger();
     return accepted;
 }
 
-size_t Serial::input_space() const {
+size_t Serial::input_space() {
     std::lock_guard lock(mutex_);
-    return kInputCapacity - rx_count_;
+    size_t space = (mcr_ & kMcrLoop) ? 0 : kInputCapacity - rx_count_;
+    if (space == 0) input_refused_ = true;
+    return space;
 }
 
 uint64_t Serial::dropped_input() const {
@@ -122,10 +126,7 @@ uint8_t Serial::read_register(uint64_t offset, Effects& fx) {
     case kData: {
         if (dlab) return dll_;
         uint8_t byte = rx_pop();
-        if (rx_count_ == 0 && rx_was_full_) {
-            rx_was_full_ = false;
-            fx.notify_space = static_cast<bool>(notify_space_);
-        }
+        check_input_space(fx);
         return byte;
     }
     case kIer:
@@ -165,7 +166,7 @@ void Serial::write_register(uint64_t offset, uint8_t value, Effects& fx) {
         if (dlab) {
             dll_ = value;
         } else if (mcr_ & kMcrLoop) {
-            if (!rx_push(value)) ++dropped_;
+            (void)rx_push(value);  // a full FIFO loses the byte (an overrun on real hardware)
             thre_pending_ = true;
         } else {
             fx.transmitted = true;
@@ -189,6 +190,7 @@ void Serial::write_register(uint64_t offset, uint8_t value, Effects& fx) {
         if (value & kFcrClearRx) {
             rx_head_ = 0;
             rx_count_ = 0;
+            check_input_space(fx);
         }
         break;
     case kLcr:
@@ -196,6 +198,7 @@ void Serial::write_register(uint64_t offset, uint8_t value, Effects& fx) {
         break;
     case kMcr:
         set_mcr(value & kMcrMask);
+        check_input_space(fx);
         break;
     case kLsr:  // read-only
         break;
@@ -211,6 +214,13 @@ void Serial::run(const Effects& fx) {
     if (fx.transmitted) sink_(std::span<const uint8_t>(&fx.byte, 1));
     if (fx.raise_irq) irq_.trigger();
     if (fx.notify_space) notify_space_();
+}
+
+void Serial::check_input_space(Effects& fx) {
+    // Resume a refused writer only once the FIFO is empty: it then gets a whole FIFO's worth at once.
+    if (!input_refused_ || rx_count_ != 0 || (mcr_ & kMcrLoop)) return;
+    input_refused_ = false;
+    fx.notify_space = static_cast<bool>(notify_space_);
 }
 
 uint8_t Serial::pending_sources() const {

@@ -44,16 +44,19 @@ public:
     void read(uint64_t offset, std::span<uint8_t> data) override;
     void write(uint64_t offset, std::span<const uint8_t> data) override;
 
-    // VMM thread: queue host input (stdin) for the guest. Returns how many bytes were accepted; the rest
-    // does not fit in the FIFO (or the UART is in loopback mode) and is dropped and counted.
+    // VMM thread: offer host input (stdin) to the guest. Takes as many bytes as fit in the receive FIFO
+    // (none while the UART is in loopback mode) and returns how many it took. The caller keeps the
+    // rest and offers it again once the input-space notifier fires (or drops it: its choice).
     size_t enqueue_input(std::span<const uint8_t> bytes);
-    // Free space in the receive FIFO: read at most this many bytes from stdin, nothing when it is 0.
-    size_t input_space() const;
-    // Input bytes dropped so far because the FIFO was full or the UART was in loopback mode.
+    // Free space in the receive FIFO (0 in loopback mode). Returning 0 counts as a refusal: the
+    // notifier will fire once there is room again.
+    size_t input_space();
+    // Bytes enqueue_input() refused so far.
     uint64_t dropped_input() const;
-    // Called (on a vCPU thread) when the guest has drained a receive FIFO that had been full, so a
-    // VMM that stopped reading stdin on input_space() == 0 knows when to resume. Set it before the
-    // vCPUs start.
+    // Called on a vCPU thread after input was refused (by enqueue_input() or a 0 from input_space())
+    // once the guest has emptied the receive FIFO and left loopback mode, so a VMM that stopped reading
+    // stdin knows when to resume; it should post to the VMM thread and return. Set it before the vCPUs
+    // start.
     void set_input_space_notifier(std::function<void()> notify);
 
 private:
@@ -75,6 +78,7 @@ private:
 
     uint8_t pending_sources() const;
     uint8_t modem_lines() const;  // MSR bits 4-7 as the guest sees them
+    void check_input_space(Effects& fx);
     void set_mcr(uint8_t value);
     bool rx_push(uint8_t byte);
     uint8_t rx_pop();
@@ -93,7 +97,7 @@ private:
     uint8_t dlm_ = 0;
     bool fifo_enabled_ = false;
     bool thre_pending_ = false;  // THR-empty interrupt armed and not yet acknowledged by an IIR read
-    bool rx_was_full_ = false;   // the FIFO filled up since the last time the guest drained it
+    bool input_refused_ = false; // input was refused since the notifier last fired
     std::array<uint8_t, kInputCapacity> rx_{};
     size_t rx_head_ = 0;
     size_t rx_count_ = 0;

@@ -1,6 +1,8 @@
 #include <doctest/doctest.h>
 
 #include <array>
+#include <atomic>
+#include <thread>
 #include <cstdint>
 #include <vector>
 
@@ -138,7 +140,7 @@ TEST_CASE_FIXTURE(SerialFixture, "received data outranks THRE in IIR, and THRE s
     CHECK(second == 0x02);
 }
 
-TEST_CASE_FIXTURE(SerialFixture, "input beyond the FIFO capacity is dropped and counted") {
+TEST_CASE_FIXTURE(SerialFixture, "input beyond the FIFO capacity is refused and counted") {
     std::vector<uint8_t> bytes(Serial::kInputCapacity + 5, 'q');
 
     size_t accepted = serial.enqueue_input(bytes);
@@ -148,16 +150,57 @@ TEST_CASE_FIXTURE(SerialFixture, "input beyond the FIFO capacity is dropped and 
     CHECK(serial.input_space() == 0);
 }
 
-TEST_CASE_FIXTURE(SerialFixture, "draining a full FIFO calls the input-space notifier once") {
+TEST_CASE_FIXTURE(SerialFixture, "after a refusal, emptying the FIFO calls the input-space notifier once") {
     int notified = 0;
     serial.set_input_space_notifier([&] { ++notified; });
-    std::vector<uint8_t> bytes(Serial::kInputCapacity, 'q');
+    std::vector<uint8_t> bytes(Serial::kInputCapacity + 1, 'q');
     serial.enqueue_input(bytes);
 
-    for (size_t i = 0; i < Serial::kInputCapacity; ++i) (void)in(kData);
+    for (size_t i = 0; i + 1 < Serial::kInputCapacity; ++i) (void)in(kData);
+    int before_empty = notified;
+    (void)in(kData);
+    (void)in(kData);  // reading an empty FIFO again does not notify again
 
+    CHECK(before_empty == 0);
     CHECK(notified == 1);
     CHECK(serial.input_space() == Serial::kInputCapacity);
+}
+
+TEST_CASE_FIXTURE(SerialFixture, "without a refusal, emptying the FIFO does not notify") {
+    int notified = 0;
+    serial.set_input_space_notifier([&] { ++notified; });
+    input({'a', 'b'});
+
+    (void)in(kData);
+    (void)in(kData);
+
+    CHECK(notified == 0);
+}
+
+TEST_CASE_FIXTURE(SerialFixture, "input_space of 0 counts as a refusal and FCR clear-receiver then notifies") {
+    int notified = 0;
+    serial.set_input_space_notifier([&] { ++notified; });
+    serial.enqueue_input(std::vector<uint8_t>(Serial::kInputCapacity, 'q'));
+    size_t space = serial.input_space();
+
+    out(kFcr, 0x03);
+
+    CHECK(space == 0);
+    CHECK(notified == 1);
+}
+
+TEST_CASE_FIXTURE(SerialFixture, "input refused in loopback mode is asked for again when loopback ends") {
+    int notified = 0;
+    serial.set_input_space_notifier([&] { ++notified; });
+    out(kMcr, 0x10);
+    size_t accepted = serial.enqueue_input(std::vector<uint8_t>{'a'});
+    int in_loopback = notified;
+
+    out(kMcr, 0x08);
+
+    CHECK(accepted == 0);
+    CHECK(in_loopback == 0);
+    CHECK(notified == 1);
 }
 
 TEST_CASE_FIXTURE(SerialFixture, "FCR clear-receiver discards pending input") {
@@ -182,7 +225,7 @@ TEST_CASE_FIXTURE(SerialFixture, "loopback wires RTS and OUT2 to CTS and DCD as 
     CHECK((in(kMsr) & 0xf0) == 0x90);
 }
 
-TEST_CASE_FIXTURE(SerialFixture, "loopback drops host input") {
+TEST_CASE_FIXTURE(SerialFixture, "loopback refuses host input") {
     out(kMcr, 0x10);
     size_t accepted = serial.enqueue_input(std::vector<uint8_t>{'a'});
 
@@ -222,4 +265,38 @@ TEST_CASE_FIXTURE(SerialFixture, "wide and out-of-range accesses read 0xff and c
     CHECK(wide == std::array<uint8_t, 2>{0xff, 0xff});
     CHECK(in(8) == 0xff);
     CHECK(output.empty());
+}
+
+TEST_CASE("concurrent transmitters lose no byte and input races cleanly with the guest's reads") {
+    CountingIrq irq;
+    std::atomic<size_t> sent{0};
+    Serial serial(irq, [&](std::span<const uint8_t> b) { sent += b.size(); });
+    std::atomic<size_t> received{0};
+    size_t accepted = 0;
+    constexpr int kThreads = 3, kBytesPerThread = 2000, kInputRounds = 2000;
+
+    std::vector<std::thread> vcpus;
+    for (int t = 0; t < kThreads; ++t)
+        vcpus.emplace_back([&] {
+            for (int i = 0; i < kBytesPerThread; ++i) serial.write(0, std::array<uint8_t, 1>{'x'});
+        });
+    std::thread reader([&] {
+        std::array<uint8_t, 1> b{};
+        for (int i = 0; i < kInputRounds * 2; ++i) {
+            serial.read(0, b);
+            received += b[0] == 'y';  // an empty FIFO reads 0
+        }
+    });
+    for (int i = 0; i < kInputRounds; ++i) accepted += serial.enqueue_input(std::array<uint8_t, 1>{'y'});
+    for (auto& t : vcpus) t.join();
+    reader.join();
+    std::array<uint8_t, 1> drain{};
+    size_t left = 0;
+    for (size_t i = 0; i < Serial::kInputCapacity; ++i) {
+        serial.read(0, drain);
+        left += drain[0] == 'y';
+    }
+
+    CHECK(sent == kThreads * kBytesPerThread);
+    CHECK(received + left == accepted);
 }
