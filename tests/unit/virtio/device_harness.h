@@ -49,10 +49,17 @@ public:
         return device_.activate(ActivateContext{memory, configs, fds, -1, interrupt, io, features_});
     }
 
+    // Notifies the queue and runs the loop until the device returned a chain on it (or 2 s passed:
+    // asynchronous block I/O such as fsync may take a while).
     void kick(size_t queue) {
+        uint16_t before = queues[queue].used_idx();
         uint64_t one = 1;
         [[maybe_unused]] ssize_t n = ::write(kicks[queue].get(), &one, sizeof one);
-        run();
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+        while (queues[queue].used_idx() == before && std::chrono::steady_clock::now() < deadline) {
+            io.restart();
+            io.run_for(std::chrono::milliseconds(5));
+        }
     }
 
     // Runs ready handlers until nothing is left to do right now.
