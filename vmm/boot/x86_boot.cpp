@@ -67,6 +67,19 @@ Result<std::optional<AddressRange>> load_initrd(GuestMemory& mem, const BootInpu
     return std::optional<AddressRange>(AddressRange{*at, size});
 }
 
+// The kernel must not land on a range the VMM reserved (ACPI tables, firmware data).
+Result<void> check_not_reserved(const BootInputs& in, std::span<const AddressRange> kernel) {
+    for (const auto& k : kernel) {
+        for (const auto& r : in.reserved) {
+            if (ranges_overlap(k.first.value(), k.second, r.first.value(), r.second)) {
+                return fail("kernel at " + range_text(k.first.value(), k.second) + " overlaps the reserved range " +
+                            range_text(r.first.value(), r.second));
+            }
+        }
+    }
+    return {};
+}
+
 void record_common(BootState& state, const std::optional<AddressRange>& initrd) {
     state.cmdline_addr = GuestAddress(kCmdlineAddr);
     if (initrd) {
@@ -81,6 +94,8 @@ Result<BootState> boot_bzimage(GuestMemory& mem, const BootInputs& in, std::span
     if (!image) return std::unexpected(image.error());
     auto load = choose_bzimage_load_address(*image, in.ram);
     if (!load) return std::unexpected(load.error());
+    AddressRange kernel_range{*load, image->memory_needed};
+    if (auto ok = check_not_reserved(in, std::span(&kernel_range, 1)); !ok) return std::unexpected(ok.error());
     if (auto ok = load_bzimage(mem, *image, *load); !ok) return std::unexpected(ok.error());
     if (auto ok = write_cmdline(mem, in.cmdline, std::min<uint64_t>(image->header.cmdline_size, kCmdlineMax - 1)); !ok) {
         return std::unexpected(ok.error());
@@ -109,6 +124,7 @@ Result<BootState> boot_pvh(GuestMemory& mem, const BootInputs& in, std::span<con
                            const std::vector<E820Entry>& e820) {
     auto elf = parse_pvh_elf(kernel);
     if (!elf) return std::unexpected(elf.error());
+    if (auto ok = check_not_reserved(in, pvh_elf_ranges(*elf)); !ok) return std::unexpected(ok.error());
     if (auto ok = load_pvh_elf(mem, *elf); !ok) return std::unexpected(ok.error());
     if (auto ok = write_cmdline(mem, in.cmdline, kMaxPvhCmdline - 1); !ok) return std::unexpected(ok.error());
     std::vector<AddressRange> occupied = pvh_elf_ranges(*elf);

@@ -467,6 +467,44 @@ TEST_CASE("missing initrd file is an error naming the path") {
     CHECK(contains(state.error().message, "initrd /nonexistent/initrd.img"));
 }
 
+TEST_CASE("bzImage kernel over a reserved range is an error") {
+    auto image = make_bzimage({.init_size = 4 * MiB, .pref_address = 16 * MiB});
+    HeapMemory mem(kRam);
+    auto in = inputs(image);
+    in.reserved = {{GuestAddress(18 * MiB), 4096}};
+
+    auto state = load_linux(mem, in);
+
+    REQUIRE_FALSE(state.has_value());
+    CHECK(contains(state.error().message, "overlaps the reserved range"));
+}
+
+TEST_CASE("PVH segment over a reserved range is an error") {
+    auto image = make_pvh_elf({});
+    HeapMemory mem(kRam);
+    auto in = inputs(image);
+    in.reserved = {{GuestAddress(1 * MiB), 4096}};
+
+    auto state = load_linux(mem, in);
+
+    REQUIRE_FALSE(state.has_value());
+    CHECK(contains(state.error().message, "overlaps the reserved range"));
+}
+
+TEST_CASE("initrd is placed below a reserved range at the top of RAM") {
+    auto image = make_bzimage({});
+    auto initrd = initrd_bytes(0x1000);
+    HeapMemory mem(kRam);
+    auto in = inputs(image);
+    in.initrd = std::span<const std::byte>(initrd);
+    in.reserved = {{GuestAddress(kRam - 1 * MiB), 1 * MiB}};
+
+    auto state = load_linux(mem, in);
+
+    REQUIRE(state.has_value());
+    CHECK(state->initrd_load.value() == kRam - 1 * MiB - 0x1000);
+}
+
 TEST_CASE("boot without RAM ranges is an error") {
     auto image = make_bzimage({});
     HeapMemory mem(kRam);
