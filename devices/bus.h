@@ -38,7 +38,7 @@ private:
         uint64_t len;
         std::shared_ptr<BusDevice> device;
     };
-    // The range holding the whole access and the offset of addr in it, or nullptr.
+    // The range holding the whole access [addr, addr + size), or nullptr.
     const Range* find(uint64_t addr, uint64_t size) const;
 
     std::vector<Range> ranges_;  // sorted by base, pairwise disjoint

@@ -1,7 +1,5 @@
 #include "vmm/acpi/tables.h"
 
-#include <array>
-#include <cstdio>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -25,6 +23,7 @@ constexpr uint64_t kTableAlignment = 16;
 
 constexpr uint64_t kLocalApicAddress = 0xfee0'0000;
 constexpr uint64_t kIoApicAddress = 0xfec0'0000;
+constexpr uint32_t kIoApicPins = 24;  // KVM's in-kernel I/O APIC: GSIs 0-23
 constexpr unsigned kMaxCpus = 255;        // xAPIC IDs 0..254 (0xff is the broadcast ID)
 constexpr size_t kMaxVirtioDevices = 0x1000;  // names V000..VFFF
 
@@ -214,8 +213,9 @@ Result<Bytes> com1_device() {
 }
 
 Result<Bytes> virtio_device(size_t index, const AcpiConfig::VirtioMmio& dev) {
-    std::array<char, 8> name{};
-    std::snprintf(name.data(), name.size(), "V%03zX", index);
+    // "V" and three hex digits: index < kMaxVirtioDevices was checked.
+    constexpr std::string_view kHex = "0123456789ABCDEF";
+    const std::string name{'V', kHex[(index >> 8) & 0xf], kHex[(index >> 4) & 0xf], kHex[index & 0xf]};
     auto hid = aml::string("LNRO0005");
     if (!hid) return std::unexpected(hid.error());
     auto mem = aml::memory32_fixed(true, dev.base, dev.size);
@@ -229,7 +229,7 @@ Result<Bytes> virtio_device(size_t index, const AcpiConfig::VirtioMmio& dev) {
                      .add(aml::name("_CRS", *crs))
                      .take();
     if (!terms) return std::unexpected(terms.error());
-    return aml::device(name.data(), *terms);
+    return aml::device(name, *terms);
 }
 
 Result<Bytes> build_dsdt(const AcpiConfig& config) {
@@ -255,6 +255,12 @@ Result<void> validate(const AcpiConfig& config) {
     if (config.num_cpus < 1 || config.num_cpus > kMaxCpus)
         return fail("ACPI: " + std::to_string(config.num_cpus) + " vCPUs, the MADT describes 1 to 255");
     if (config.virtio.size() > kMaxVirtioDevices) return fail("ACPI: more than 4096 virtio-mmio devices");
+    for (size_t i = 0; i < config.virtio.size(); ++i) {
+        if (config.virtio[i].size == 0) return fail("ACPI: virtio-mmio device " + std::to_string(i) + " has size 0");
+        if (config.virtio[i].irq >= kIoApicPins)
+            return fail("ACPI: virtio-mmio device " + std::to_string(i) + " uses GSI " +
+                        std::to_string(config.virtio[i].irq) + ", the I/O APIC has GSIs 0-23");
+    }
     if (!config.base.is_aligned(kTableAlignment)) return fail("ACPI: table base address is not 16-byte aligned");
     return {};
 }

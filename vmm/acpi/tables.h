@@ -25,8 +25,8 @@ struct AcpiConfig {
     unsigned num_cpus = 1;  // 1..255; local APIC IDs 0..num_cpus-1, processor UIDs the same
     struct VirtioMmio {
         uint64_t base;  // the transport's register window; must lie below 4 GiB
-        uint32_t size;
-        uint32_t irq;   // GSI (IOAPIC pin)
+        uint32_t size;  // not 0
+        uint32_t irq;   // GSI (I/O APIC pin), 0-23
     };
     std::vector<VirtioMmio> virtio;  // at most 4096 (device names V000..VFFF)
     bool serial = true;               // declare COM1 (PNP0501, I/O 0x3f8-0x3ff, IRQ 4)

@@ -270,6 +270,10 @@ TEST_CASE("bad configurations are refused") {
     high_virtio.virtio.push_back({0x1'0000'0000, 0x1000, 7});
     AcpiConfig straddling_virtio = two_cpus_two_virtio();
     straddling_virtio.virtio.push_back({0xffff'f000, 0x2000, 7});
+    AcpiConfig empty_virtio = two_cpus_two_virtio();
+    empty_virtio.virtio.push_back({0xd000'2000, 0, 7});
+    AcpiConfig gsi_beyond_ioapic = two_cpus_two_virtio();
+    gsi_beyond_ioapic.virtio.push_back({0xd000'2000, 0x1000, 24});
     AcpiConfig unaligned = two_cpus_two_virtio();
     unaligned.base = GuestAddress(kBase + 8);
     AcpiConfig wrapping = two_cpus_two_virtio();
@@ -279,6 +283,8 @@ TEST_CASE("bad configurations are refused") {
     CHECK_FALSE(build_acpi_tables(too_many_cpus).has_value());
     CHECK_FALSE(build_acpi_tables(high_virtio).has_value());
     CHECK_FALSE(build_acpi_tables(straddling_virtio).has_value());
+    CHECK_FALSE(build_acpi_tables(empty_virtio).has_value());
+    CHECK_FALSE(build_acpi_tables(gsi_beyond_ioapic).has_value());
     CHECK_FALSE(build_acpi_tables(unaligned).has_value());
     CHECK_FALSE(build_acpi_tables(wrapping).has_value());
 }
