@@ -9,6 +9,9 @@
 # Environment: BENCH_VMM, BENCH_BASELINE, BENCH_RUNS (5), BENCH_MEMORY (512M), BENCH_VCPUS (2), KITE_BIN,
 #              and scripts/sandbox.sh's SANDBOX_* variables. Results are the "BENCH ..." lines.
 set -euo pipefail
+# The body is one brace group: bash parses it whole before running it, so editing this file while it
+# runs cannot break a run in progress.
+{
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -32,3 +35,5 @@ SANDBOX_LOG=${SANDBOX_LOG:-$ROOT/.cache/sandbox/bench.log} \
 status=${PIPESTATUS[0]}
 echo "(full log: ${SANDBOX_LOG:-$ROOT/.cache/sandbox/bench.log})"
 exit "$status"
+exit $?
+}

@@ -10,6 +10,9 @@
 # Environment: DEMO_VMM=kite (default) or qemu (the same guest under QEMU microvm, e.g. while kite
 # cannot boot Linux yet), JOBS (build parallelism, default 2).
 set -euo pipefail
+# The body is one brace group: bash parses it whole before running it, so editing this file while it
+# runs cannot break a run in progress.
+{
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -31,3 +34,5 @@ fi
 
 echo "[demo] no hardware KVM here: booting the demo inside the nested KVM sandbox (about a minute)"
 SANDBOX_INTERACTIVE=1 SANDBOX_PASS_ENV=DEMO_VMM exec scripts/sandbox.sh scripts/demo-scenario.sh configs tests/e2e/lib.sh
+exit $?
+}

@@ -28,6 +28,9 @@
 #   SANDBOX_MODE             auto (default), nested or direct
 #   SANDBOX_PASS_ENV         names of more variables to pass to the scenario
 set -euo pipefail
+# The body is one brace group: bash parses it whole before running it, so editing this file while it
+# runs cannot break a run in progress.
+{
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ASSETS_HOST=${KITE_ASSETS:-$ROOT/assets}
@@ -230,7 +233,7 @@ log "nested KVM sandbox: $(basename "$SCENARIO") (log: $LOG)"
 start=$SECONDS
 set +e
 timeout -k 10 "$WALL_TIMEOUT" qemu-system-x86_64 "${QEMU_ARGS[@]}" -serial stdio </dev/null 2>&1 |
-  tr -d '\r' | grep -a --line-buffered -v "TCG doesn't support requested feature" | tee "$LOG"
+  sed -u -e 's/\r//g' -e "/TCG doesn't support requested feature/d" | tee "$LOG"
 qrc=${PIPESTATUS[0]}
 set -e
 rc=$(grep -a -o 'SANDBOX-EXIT rc=[0-9]*' "$LOG" | tail -n1 | cut -d= -f2)
@@ -242,3 +245,5 @@ if [[ -z $rc ]]; then
 fi
 log "scenario exit status $rc after $((SECONDS - start)) s"
 exit "$rc"
+exit $?
+}

@@ -17,6 +17,9 @@
 #   sandbox/       outer-sandbox pieces: the outer kernel (= vmlinuz) and its KVM modules
 #   kernel.env     KITE_KVER / KITE_CLOUD_KVER of the kernels above
 set -euo pipefail
+# The body is one brace group: bash parses it whole before running it, so editing this file while it
+# runs cannot break a run in progress.
+{
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ASSETS=${KITE_ASSETS:-$ROOT/assets}
@@ -259,3 +262,5 @@ log "sandbox modules: $(tr '\n' ' ' < "$S/modules/load-order")"
 printf 'KITE_KVER=%s\nKITE_CLOUD_KVER=%s\n' "$KVER" "$CLOUD_KVER" > "$ASSETS/kernel.env"
 echo "$KEY" > "$STAMP"
 log "assets ready in $ASSETS ($KVER, $CLOUD_KVER)"
+exit $?
+}

@@ -14,6 +14,9 @@
 # Environment: E2E_VMM (kite|qemu, see below), FUZZ_SECONDS, JOBS (ninja -j, default 2),
 #              TEST_SKIP_SETUP=1 (do not run setup.sh), TEST_ONLY="build unit fuzz sandbox" (subset).
 set -uo pipefail
+# The body is one brace group: bash parses it whole before running it, so editing this file while it
+# runs cannot break a run in progress.
+{
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -54,7 +57,7 @@ build() { # NAME DIR CMAKE-ARGS... (CC/CXX from the environment)
   local name=$1 dir=$2; shift 2
   step_start "build $name"
   if cmake -S "$ROOT" -B "$dir" -G Ninja "$@" > "$LOGS/configure-$name.log" 2>&1 &&
-     cmake --build "$dir" -j "$JOBS" > "$LOGS/build-$name.log" 2>&1; then
+     cmake --build "$dir" -j "$JOBS" -- -k 0 > "$LOGS/build-$name.log" 2>&1; then
     record PASS "build-$name"
   else
     tail -n 40 "$LOGS/configure-$name.log" "$LOGS/build-$name.log" 2>/dev/null
@@ -174,3 +177,5 @@ printf '%s\n' "${timings[@]}"
 printf '%s\n' "${results[@]}" | grep -E '^(FAIL|SKIP)' || true
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]
+exit $?
+}

@@ -81,6 +81,7 @@ memory_overhead() {
   # Guest RAM is the biggest mapping of the process; its Rss is what the guest touched.
   guest=$(awk '/^Size:/ { size = $2 } /^Rss:/ { if (size > best) { best = size; rss = $2 } }
               END { print rss + 0 }' "/proc/$vmm_pid/smaps" 2>/dev/null)
+  echo "    $vmm: biggest mapping (guest RAM): $(awk '/^Size:/ { if ($2 > b) b = $2 } END { print b }' "/proc/$vmm_pid/smaps") KiB" >&2
   kill -9 "$vmm_pid" 2>/dev/null
   wait "$vmm_pid" 2>/dev/null
   rm -f "$log"

@@ -61,7 +61,7 @@ vmm_run() {
   vmm_command "$@" || return 125
   echo "# ${VMM_CMD[*]}"
   local start=$EPOCHREALTIME
-  timeout -k 5 "$E2E_BOOT_TIMEOUT" "${VMM_CMD[@]}" </dev/null 2>&1 | tr -d '\r' | tee "$log" | sed 's/^/| /'
+  timeout -k 5 "$E2E_BOOT_TIMEOUT" "${VMM_CMD[@]}" </dev/null 2>&1 | strip_cr | tee "$log" | sed 's/^/| /'
   local rc=${PIPESTATUS[0]}
   echo "# exit status $rc after $(elapsed "$start") s"
   return "$rc"
@@ -77,7 +77,7 @@ vmm_interactive() {
   fifo=$(mktemp -u) && mkfifo "$fifo"
   local start=$EPOCHREALTIME
   : > "$log"
-  timeout -k 5 "$E2E_BOOT_TIMEOUT" "${VMM_CMD[@]}" <"$fifo" > >(tr -d '\r' | tee "$log" | sed 's/^/| /') 2>&1 &
+  timeout -k 5 "$E2E_BOOT_TIMEOUT" "${VMM_CMD[@]}" <"$fifo" > >(strip_cr | tee "$log" | sed 's/^/| /') 2>&1 &
   local pid=$!
   exec {feed}>"$fifo"
   local waited=0
@@ -100,6 +100,10 @@ vmm_interactive() {
   echo "# exit status $rc after $(elapsed "$start") s"
   return "$rc"
 }
+
+# strip_cr: drop carriage returns without holding output back (GNU tr block-buffers into a pipe; the
+# busybox tr of the sandbox does not).
+strip_cr() { if command -v stdbuf >/dev/null; then stdbuf -oL tr -d '\r'; else tr -d '\r'; fi; }
 
 elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
 
