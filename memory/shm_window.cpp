@@ -92,8 +92,9 @@ Result<void> ShmWindow::map(uint64_t shm_offset, int fd, uint64_t fd_offset, uin
     if (fd < 0) return fail(request + " refused: no file descriptor");
     if (auto ok = check_range("shared-memory map", shm_offset, len); !ok) return ok;
     if (!page_aligned(fd_offset)) return fail(request + " refused: fd offset " + hex_text(fd_offset) + " is not page aligned");
-    // mmap takes the file offset as a signed off_t.
-    if (!range_fits(fd_offset, len) || fd_offset + len - 1 > static_cast<uint64_t>(INT64_MAX))
+    // mmap takes the file offset as a signed off_t, and the kernel wants the end to fit in one too.
+    uint64_t fd_end;
+    if (__builtin_add_overflow(fd_offset, len, &fd_end) || fd_end > static_cast<uint64_t>(INT64_MAX))
         return fail(request + " refused: fd offset " + hex_text(fd_offset) + " + length overflows");
 
     // The only mappings that can overlap are the last one starting below the end of the new range and,

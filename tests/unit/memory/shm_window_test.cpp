@@ -185,6 +185,8 @@ TEST_CASE("map refuses ranges that overflow or leave the window") {
           "shared-memory map [0x100000, +0x1000) refused: extends beyond the 0x100000-byte window");
     CHECK(map_error(*window, 0, fd.get(), 0x7fff'ffff'ffff'f000, 8 * KiB) ==
           "shared-memory map [0, +0x2000) refused: fd offset 0x7ffffffffffff000 + length overflows");
+    CHECK(map_error(*window, 0, fd.get(), 0x7fff'ffff'ffff'e000, 8 * KiB) ==
+          "shared-memory map [0, +0x2000) refused: fd offset 0x7fffffffffffe000 + length overflows");
     CHECK(map_error(*window, 0, fd.get(), UINT64_MAX - 4095, 8 * KiB) ==
           "shared-memory map [0, +0x2000) refused: fd offset 0xfffffffffffff000 + length overflows");
     CHECK(window->mappings().empty());
