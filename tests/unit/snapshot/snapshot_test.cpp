@@ -1,0 +1,331 @@
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "vmm/snapshot/byte_io.h"
+#include "vmm/snapshot/crc32c.h"
+#include "vmm/snapshot/snapshot.h"
+
+using namespace kite;
+
+namespace {
+
+constexpr size_t kPage = 4096;
+
+std::vector<std::byte> four_page_block() {
+    std::vector<std::byte> b(4 * kPage);
+    for (size_t i = 0; i < kPage; ++i) b[kPage + i] = static_cast<std::byte>(i * 3 + 1);  // page 1
+    b[3 * kPage + 100] = std::byte{0x7f};                                                 // page 3
+    return b;
+}
+
+SnapshotData sample() {
+    SnapshotData d;
+    d.flags = kSnapshotFlagSealedMemory;
+    for (uint32_t i = 0; i < 2; ++i) {
+        VcpuState v;
+        v.index = i;
+        v.regs.rip = 0x1000 + i;
+        v.regs.rsp = 0x8000;
+        v.sregs.cr3 = 0x9000;
+        v.fpu.fcw = 0x37f;
+        v.xsave.assign(4096, static_cast<uint8_t>(0x40 + i));
+        v.xcrs.nr_xcrs = 1;
+        v.msrs = {kvm_msr_entry{0x10, 0, 12345}, kvm_msr_entry{0xc0000080, 0, 0x500}};
+        v.lapic.regs[0x20] = static_cast<char>(i);
+        v.events.exception.nr = 14;
+        v.mp_state.mp_state = KVM_MP_STATE_RUNNABLE;
+        d.vcpus.push_back(v);
+    }
+    IrqchipState chips;
+    chips.pic_master.chip_id = KVM_IRQCHIP_PIC_MASTER;
+    chips.pic_slave.chip_id = KVM_IRQCHIP_PIC_SLAVE;
+    chips.ioapic.chip_id = KVM_IRQCHIP_IOAPIC;
+    chips.ioapic.chip.ioapic.base_address = 0xfec00000;
+    d.irqchip = chips;
+    kvm_pit_state2 pit{};
+    pit.channels[0].count = 0xffff;
+    d.pit = pit;
+    kvm_clock_data clock{};
+    clock.clock = 123456789;
+    d.clock = clock;
+    d.devices.push_back({"serial0", {1, 2, 3}});
+    d.devices.push_back({"virtio-blk0", std::vector<uint8_t>(300, 9)});
+    auto block = four_page_block();
+    d.memory.push_back(plain_memory_block(0, block, 0));
+    MirrorKey key{};
+    std::array<std::byte, kPage> page{};
+    page[5] = std::byte{5};
+    MemoryBlockState sealed;
+    sealed.ram_offset = 4 * kPage;
+    sealed.size = 2 * kPage;
+    sealed.encoding = PageEncoding::Sealed;  // unmapped (gpa nullopt)
+    sealed.records.push_back(seal_page(key, 5 * kPage, 77, page));
+    d.memory.push_back(sealed);
+    return d;
+}
+
+std::vector<uint8_t> encoded(const SnapshotData& d) { return encode_snapshot(d).value(); }
+
+// Byte offsets where each section (and the trailer) starts, plus the file end.
+std::vector<size_t> section_boundaries(const std::vector<uint8_t>& bytes) {
+    std::vector<size_t> out;
+    size_t at = kSnapshotHeaderSize;
+    while (at < bytes.size()) {
+        out.push_back(at);
+        uint64_t len;
+        std::memcpy(&len, bytes.data() + at + 8, 8);
+        at += kSectionHeaderSize + len;
+    }
+    out.push_back(bytes.size());
+    return out;
+}
+
+// A section with correct checksums around an arbitrary payload.
+std::vector<uint8_t> make_section(SectionType type, const std::vector<uint8_t>& payload) {
+    ByteWriter h;
+    h.u32(static_cast<uint32_t>(type));
+    h.u32(0);
+    h.u64(payload.size());
+    h.u32(crc32c(payload));
+    h.u32(crc32c(h.data()));
+    auto out = h.data();
+    out.insert(out.end(), payload.begin(), payload.end());
+    return out;
+}
+
+// Header + the given sections + a correct trailer.
+std::vector<uint8_t> make_file(const std::vector<std::vector<uint8_t>>& sections) {
+    auto bytes = encoded(SnapshotData{});
+    bytes.resize(kSnapshotHeaderSize);
+    for (const auto& s : sections) bytes.insert(bytes.end(), s.begin(), s.end());
+    ByteWriter end;
+    end.u64(sections.size());
+    end.u64(bytes.size() + kSectionHeaderSize + 16);
+    auto trailer = make_section(SectionType::End, end.data());
+    bytes.insert(bytes.end(), trailer.begin(), trailer.end());
+    return bytes;
+}
+
+std::string error_of(const std::vector<uint8_t>& bytes) {
+    auto r = decode_snapshot(bytes);
+    return r ? std::string("(decoded)") : r.error().message;
+}
+
+bool contains(const std::string& s, const char* what) { return s.find(what) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("CRC-32C of \"123456789\" is the check value e3069283, also when computed in pieces") {
+    const char* s = "123456789";
+    auto all = std::span(reinterpret_cast<const uint8_t*>(s), 9);
+    CHECK(crc32c(all) == 0xe3069283u);
+    CHECK(crc32c(all.subspan(4), crc32c(all.first(4))) == 0xe3069283u);
+}
+
+TEST_CASE("a snapshot decodes to the data it was encoded from") {
+    auto bytes = encoded(sample());
+    auto back = decode_snapshot(bytes);
+    REQUIRE(back.has_value());
+    CHECK(encoded(*back) == bytes);
+    CHECK(back->flags == kSnapshotFlagSealedMemory);
+    REQUIRE(back->vcpus.size() == 2);
+    CHECK(back->vcpus[1].regs.rip == 0x1001);
+    CHECK(back->vcpus[1].msrs[1].index == 0xc0000080);
+    CHECK(back->vcpus[1].msrs[1].data == 0x500);
+    CHECK(back->vcpus[0].xsave == std::vector<uint8_t>(4096, 0x40));
+    CHECK(back->irqchip->ioapic.chip.ioapic.base_address == 0xfec00000);
+    CHECK(back->pit->channels[0].count == 0xffff);
+    CHECK(back->clock->clock == 123456789);
+    CHECK(back->devices[1].name == "virtio-blk0");
+    CHECK(back->devices[0].data == std::vector<uint8_t>{1, 2, 3});
+    CHECK(back->memory[0].gpa == 0u);
+    CHECK(back->memory[1].gpa == std::nullopt);
+    CHECK(back->memory[1].records[0].ram_offset == 5 * kPage);
+    CHECK(std::memcmp(&back->memory[1].records[0], &sample().memory[1].records[0], sizeof(SealedRecord)) == 0);
+}
+
+TEST_CASE("a plain memory block keeps only non-zero pages and restores the whole block") {
+    auto block = four_page_block();
+    auto state = plain_memory_block(8 * kPage, block, std::nullopt);
+    CHECK(state.page_indices == std::vector<uint64_t>{1, 3});
+    CHECK(state.pages.size() == 2 * kPage);
+    std::vector<std::byte> out(4 * kPage, std::byte{0xee});
+    restore_plain_memory_block(state, out);
+    CHECK(out == block);
+}
+
+TEST_CASE("a snapshot file written to disk reads back equal") {
+    std::string path = "/tmp/kite-snapshot-test-" + std::to_string(::getpid()) + ".snap";
+    REQUIRE(write_snapshot(path, sample()).has_value());
+    auto back = read_snapshot(path);
+    ::unlink(path.c_str());
+    REQUIRE(back.has_value());
+    CHECK(encoded(*back) == encoded(sample()));
+}
+
+TEST_CASE("reading a missing snapshot file names the path") {
+    auto r = read_snapshot("/nonexistent/kite.snap");
+    REQUIRE_FALSE(r.has_value());
+    CHECK(contains(r.error().message, "/nonexistent/kite.snap"));
+}
+
+TEST_CASE("a snapshot truncated at any section boundary is refused as truncated") {
+    auto bytes = encoded(sample());
+    auto bounds = section_boundaries(bytes);
+    REQUIRE(bounds.size() == 2 + 1 + 1 + 1 + 2 + 2 + 1 + 1);  // vcpus, irqchip, pit, clock, devices, memory, end
+    for (size_t cut : bounds) {
+        if (cut == bytes.size()) continue;
+        std::vector<uint8_t> part(bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(cut));
+        CAPTURE(cut);
+        CHECK(contains(error_of(part), "truncated"));
+    }
+}
+
+TEST_CASE("a snapshot truncated inside a section is refused as truncated") {
+    auto bytes = encoded(sample());
+    for (size_t cut : section_boundaries(bytes)) {
+        for (size_t extra : {size_t{1}, kSectionHeaderSize - 1, kSectionHeaderSize + 1}) {
+            if (cut + extra >= bytes.size()) continue;
+            std::vector<uint8_t> part(bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(cut + extra));
+            CAPTURE(cut + extra);
+            CHECK(contains(error_of(part), "truncated"));
+        }
+    }
+}
+
+TEST_CASE("a snapshot shorter than its header is refused") {
+    auto bytes = encoded(sample());
+    bytes.resize(10);
+    CHECK(contains(error_of(bytes), "truncated"));
+}
+
+TEST_CASE("a flipped byte in any section payload is a checksum mismatch") {
+    auto bytes = encoded(sample());
+    auto bounds = section_boundaries(bytes);
+    for (size_t i = 0; i + 1 < bounds.size(); ++i) {
+        auto copy = bytes;
+        copy[bounds[i] + kSectionHeaderSize] ^= 0x01;
+        CAPTURE(i);
+        CHECK(contains(error_of(copy), "checksum mismatch"));
+    }
+}
+
+TEST_CASE("a flipped byte in a section header is a section header checksum mismatch") {
+    auto bytes = encoded(sample());
+    auto bounds = section_boundaries(bytes);
+    auto copy = bytes;
+    copy[bounds[3] + 9] ^= 0x80;  // inside the length field
+    CHECK(contains(error_of(copy), "section header checksum mismatch"));
+}
+
+TEST_CASE("a flipped flag byte in the file header is a header checksum mismatch") {
+    auto bytes = encoded(sample());
+    bytes[12] ^= 0x01;
+    CHECK(contains(error_of(bytes), "header checksum mismatch"));
+}
+
+TEST_CASE("a file with another magic is not a Kite snapshot") {
+    auto bytes = encoded(sample());
+    bytes[0] = 'X';
+    CHECK(contains(error_of(bytes), "bad magic"));
+}
+
+TEST_CASE("a snapshot of another version is refused with both versions named") {
+    auto bytes = encoded(sample());
+    bytes[8] = 2;
+    auto e = error_of(bytes);
+    CHECK(contains(e, "unsupported snapshot version 2"));
+    CHECK(contains(e, "version 1"));
+}
+
+TEST_CASE("bytes after the trailer are refused") {
+    auto bytes = encoded(sample());
+    bytes.push_back(0);
+    CHECK_FALSE(decode_snapshot(bytes).has_value());
+}
+
+TEST_CASE("a device name longer than its section is a section overflow") {
+    ByteWriter w;
+    w.u32(200);  // name length, but only 3 bytes follow
+    w.raw("abc", 3);
+    auto file = make_file({make_section(SectionType::Device, w.data())});
+    CHECK(contains(error_of(file), "section overflow"));
+}
+
+TEST_CASE("a memory section claiming more pages than it carries is a section overflow") {
+    ByteWriter w;
+    w.u64(0);
+    w.u64(16 * kPage);
+    w.u64(0);
+    w.u32(static_cast<uint32_t>(PageEncoding::Plain));
+    w.u32(0);
+    w.u64(8);  // 8 pages, none present
+    auto file = make_file({make_section(SectionType::Memory, w.data())});
+    CHECK(contains(error_of(file), "section overflow"));
+}
+
+TEST_CASE("a plain page index outside its block is refused") {
+    ByteWriter w;
+    w.u64(0);
+    w.u64(kPage);
+    w.u64(0);
+    w.u32(static_cast<uint32_t>(PageEncoding::Plain));
+    w.u32(0);
+    w.u64(1);
+    w.u64(1);  // page 1 of a one-page block
+    w.bytes(std::vector<uint8_t>(kPage, 1));
+    auto file = make_file({make_section(SectionType::Memory, w.data())});
+    CHECK(contains(error_of(file), "page index out of range"));
+}
+
+TEST_CASE("a sealed record outside its block is refused") {
+    auto d = sample();
+    d.memory[1].records[0].ram_offset = 0;  // block 1 starts at 4 pages
+    CHECK(contains(error_of(encoded(d)), "sealed record outside its RAM block"));
+}
+
+TEST_CASE("overlapping RAM blocks are refused") {
+    auto d = sample();
+    d.memory[1].ram_offset = 2 * kPage;
+    d.memory[1].records.clear();
+    CHECK(contains(error_of(encoded(d)), "overlap"));
+}
+
+TEST_CASE("two vCPU sections with one index are refused") {
+    auto d = sample();
+    d.vcpus[1].index = 0;
+    CHECK(contains(error_of(encoded(d)), "appears twice"));
+}
+
+TEST_CASE("a vCPU section whose kvm_regs size differs is refused") {
+    ByteWriter w;
+    w.u32(0);
+    w.u32(sizeof(kvm_regs) - 8);
+    w.bytes(std::vector<uint8_t>(sizeof(kvm_regs) - 8, 0));
+    auto file = make_file({make_section(SectionType::Vcpu, w.data())});
+    CHECK(contains(error_of(file), "kvm_regs"));
+}
+
+TEST_CASE("an unknown section type is refused") {
+    auto file = make_file({make_section(static_cast<SectionType>(99), {1, 2, 3})});
+    CHECK(contains(error_of(file), "unknown section type 99"));
+}
+
+TEST_CASE("a trailer whose section count disagrees is refused") {
+    auto bytes = encoded(sample());
+    auto bounds = section_boundaries(bytes);
+    // Drop the clock section: every remaining checksum is intact, the trailer count is not.
+    std::vector<uint8_t> cut(bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(bounds[4]));
+    cut.insert(cut.end(), bytes.begin() + static_cast<ptrdiff_t>(bounds[5]), bytes.end());
+    CHECK(contains(error_of(cut), "section count"));
+}
+
+TEST_CASE("encoding refuses a device without a name") {
+    SnapshotData d;
+    d.devices.push_back({"", {}});
+    CHECK_FALSE(encode_snapshot(d).has_value());
+}

@@ -1,0 +1,118 @@
+// The snapshot file: a versioned, checksummed container for everything needed to restore a VM.
+//
+// Layout (all integers little-endian):
+//   header   "KITESNAP" | u32 version (1) | u32 flags | u32 reserved (0) | u32 crc32c of the previous 20 bytes
+//   sections, each: u32 type | u32 reserved (0) | u64 length | u32 crc32c(payload) | u32 crc32c(first 20
+//            bytes of this section header), then `length` payload bytes
+//   trailer  a section of type End whose payload is u64 number of sections before it | u64 file length;
+//            nothing may follow it.
+// Section payloads (see snapshot.cpp for the exact field order): Vcpu (one per vCPU), Irqchip, Pit,
+// Clock, Device (one per device: name + blob), Memory (one per RAM block: RAM offset, size, GPA or
+// unmapped, then either the non-zero plain pages or sealed records from the mirror helper).
+//
+// read_snapshot/decode_snapshot validate the whole file (every checksum, every length, every field) and
+// return plain data; they apply nothing, so a caller restores only from a fully validated snapshot.
+#pragma once
+
+#include <linux/kvm.h>
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "memory/error.h"
+#include "vmm/mirror/page_seal.h"
+
+namespace kite {
+
+inline constexpr char kSnapshotMagic[8] = {'K', 'I', 'T', 'E', 'S', 'N', 'A', 'P'};
+inline constexpr uint32_t kSnapshotVersion = 1;
+inline constexpr size_t kSnapshotHeaderSize = 24;
+inline constexpr size_t kSectionHeaderSize = 24;
+
+// Header flags.
+inline constexpr uint32_t kSnapshotFlagSealedMemory = 1;  // memory went through the mirror helper
+
+enum class SectionType : uint32_t {
+    Vcpu = 1,
+    Irqchip = 2,
+    Pit = 3,
+    Clock = 4,
+    Device = 5,
+    Memory = 6,
+    End = 0x454e4421,  // "!DNE"
+};
+
+// Bounds that keep a hostile file from asking for absurd allocations.
+inline constexpr uint32_t kMaxSnapshotMsrs = 4096;
+inline constexpr uint32_t kMaxXsaveSize = 1 << 20;
+inline constexpr uint32_t kMaxDeviceNameSize = 256;
+inline constexpr uint32_t kMaxVcpus = 1024;
+
+struct VcpuState {
+    uint32_t index = 0;
+    kvm_regs regs{};
+    kvm_sregs sregs{};
+    kvm_fpu fpu{};
+    std::vector<uint8_t> xsave;  // KVM_GET_XSAVE(2) area, as many bytes as KVM gave
+    kvm_xcrs xcrs{};
+    std::vector<kvm_msr_entry> msrs;
+    kvm_lapic_state lapic{};
+    kvm_vcpu_events events{};
+    kvm_mp_state mp_state{};
+};
+
+struct IrqchipState {
+    kvm_irqchip pic_master{};
+    kvm_irqchip pic_slave{};
+    kvm_irqchip ioapic{};
+};
+
+struct DeviceState {
+    std::string name;  // unique, 1..256 bytes
+    std::vector<uint8_t> data;
+};
+
+enum class PageEncoding : uint32_t {
+    Plain = 0,   // direct copy: the block's non-zero pages (pages not listed are zero)
+    Sealed = 1,  // through the mirror: sealed records, each naming its RAM offset inside the block
+};
+
+struct MemoryBlockState {
+    uint64_t ram_offset = 0;
+    uint64_t size = 0;                // bytes, a non-zero multiple of 4 KiB
+    std::optional<uint64_t> gpa;      // where the main VM mapped it, or nullopt if unmapped
+    PageEncoding encoding = PageEncoding::Plain;
+    std::vector<uint64_t> page_indices;  // Plain: strictly increasing page numbers inside the block
+    std::vector<uint8_t> pages;          // Plain: page_indices.size() * 4096 bytes
+    std::vector<SealedRecord> records;   // Sealed
+};
+
+struct SnapshotData {
+    uint32_t flags = 0;
+    std::vector<VcpuState> vcpus;
+    std::optional<IrqchipState> irqchip;
+    std::optional<kvm_pit_state2> pit;
+    std::optional<kvm_clock_data> clock;
+    std::vector<DeviceState> devices;
+    std::vector<MemoryBlockState> memory;
+};
+
+// A Plain block from host memory (`block` is the whole block), keeping only its non-zero pages.
+MemoryBlockState plain_memory_block(uint64_t ram_offset, std::span<const std::byte> block, std::optional<uint64_t> gpa);
+// Writes a Plain block's pages into `block` (zeroing the pages not listed). Precondition: validated data
+// whose size equals block.size().
+void restore_plain_memory_block(const MemoryBlockState& state, std::span<std::byte> block);
+
+Result<std::vector<uint8_t>> encode_snapshot(const SnapshotData& data);
+Result<SnapshotData> decode_snapshot(std::span<const uint8_t> bytes);
+
+// Writes to `path` through a temporary file in the same directory, fsync'ed and renamed into place.
+Result<void> write_snapshot(const std::string& path, const SnapshotData& data);
+// Reads and validates the whole file; errors name the path and what is wrong (truncated, bad magic,
+// unsupported version, checksum mismatch, section overflow, bad field).
+Result<SnapshotData> read_snapshot(const std::string& path);
+
+}  // namespace kite

@@ -1,0 +1,272 @@
+// Decoding side of the snapshot format (snapshot.h). The input is hostile: every length is checked
+// against the bytes that remain before anything is allocated, and every field is validated.
+#include <algorithm>
+#include <cstring>
+#include <set>
+#include <string>
+
+#include "vmm/snapshot/byte_io.h"
+#include "vmm/snapshot/crc32c.h"
+#include "vmm/snapshot/snapshot.h"
+
+namespace kite {
+
+namespace {
+
+constexpr uint64_t kPage = kMirrorPageSize;
+constexpr uint64_t kUnmapped = ~0ull;
+
+const char* section_name(uint32_t type) {
+    switch (static_cast<SectionType>(type)) {
+    case SectionType::Vcpu: return "vcpu";
+    case SectionType::Irqchip: return "irqchip";
+    case SectionType::Pit: return "pit";
+    case SectionType::Clock: return "clock";
+    case SectionType::Device: return "device";
+    case SectionType::Memory: return "memory";
+    case SectionType::End: return "trailer";
+    }
+    return "unknown";
+}
+
+// Parses one section payload; `what` names it in errors.
+class SectionParser {
+public:
+    SectionParser(std::span<const uint8_t> payload, std::string what) : r_(payload), what_(std::move(what)) {}
+
+    std::unexpected<Error> overflow() const { return fail(what_ + ": section overflow (a field runs past its end)"); }
+    std::unexpected<Error> bad(const std::string& why) const { return fail(what_ + ": " + why); }
+    Result<void> finish() const {
+        if (!r_.done()) return fail(what_ + ": " + std::to_string(r_.remaining()) + " unexpected bytes at its end");
+        return {};
+    }
+    ByteReader& r() { return r_; }
+
+    template <class T>
+    Result<T> sized(const char* field) {
+        auto v = r_.sized<T>();
+        if (!v) return bad(std::string(field) + " is truncated or has the wrong size");
+        return *v;
+    }
+
+private:
+    ByteReader r_;
+    std::string what_;
+};
+
+#define KITE_GET(var, expr)                      \
+    auto var##_opt = (expr);                     \
+    if (!var##_opt) return p.overflow();         \
+    auto var = *var##_opt
+#define KITE_SIZED(var, T, field)                \
+    auto var##_res = p.sized<T>(field);          \
+    if (!var##_res) return std::unexpected(var##_res.error()); \
+    auto var = *var##_res
+
+Result<VcpuState> parse_vcpu(SectionParser& p) {
+    VcpuState v;
+    KITE_GET(index, p.r().u32());
+    if (index >= kMaxVcpus) return p.bad("vCPU index out of range");
+    v.index = index;
+    { KITE_SIZED(x, kvm_regs, "kvm_regs"); v.regs = x; }
+    { KITE_SIZED(x, kvm_sregs, "kvm_sregs"); v.sregs = x; }
+    { KITE_SIZED(x, kvm_fpu, "kvm_fpu"); v.fpu = x; }
+    KITE_GET(xsave_len, p.r().u32());
+    if (xsave_len > kMaxXsaveSize) return p.bad("xsave area too large");
+    KITE_GET(xsave, p.r().bytes(xsave_len));
+    v.xsave.assign(xsave.begin(), xsave.end());
+    { KITE_SIZED(x, kvm_xcrs, "kvm_xcrs"); v.xcrs = x; }
+    KITE_GET(nmsrs, p.r().u32());
+    if (nmsrs > kMaxSnapshotMsrs) return p.bad("too many MSRs");
+    if (uint64_t{nmsrs} * 16 > p.r().remaining()) return p.overflow();
+    for (uint32_t i = 0; i < nmsrs; ++i) {
+        kvm_msr_entry e{};
+        KITE_GET(idx, p.r().u32());
+        KITE_GET(reserved, p.r().u32());
+        KITE_GET(value, p.r().u64());
+        if (reserved != 0) return p.bad("MSR entry reserved field is not zero");
+        e.index = idx;
+        e.data = value;
+        v.msrs.push_back(e);
+    }
+    { KITE_SIZED(x, kvm_lapic_state, "kvm_lapic_state"); v.lapic = x; }
+    { KITE_SIZED(x, kvm_vcpu_events, "kvm_vcpu_events"); v.events = x; }
+    { KITE_SIZED(x, kvm_mp_state, "kvm_mp_state"); v.mp_state = x; }
+    if (auto ok = p.finish(); !ok) return std::unexpected(ok.error());
+    return v;
+}
+
+Result<DeviceState> parse_device(SectionParser& p) {
+    DeviceState d;
+    KITE_GET(name_len, p.r().u32());
+    if (name_len == 0 || name_len > kMaxDeviceNameSize) return p.bad("device name length out of range");
+    KITE_GET(name, p.r().bytes(name_len));
+    d.name.assign(reinterpret_cast<const char*>(name.data()), name.size());
+    KITE_GET(data_len, p.r().u64());
+    KITE_GET(data, p.r().bytes(data_len));
+    d.data.assign(data.begin(), data.end());
+    if (auto ok = p.finish(); !ok) return std::unexpected(ok.error());
+    return d;
+}
+
+Result<MemoryBlockState> parse_memory(SectionParser& p) {
+    MemoryBlockState m;
+    KITE_GET(offset, p.r().u64());
+    KITE_GET(size, p.r().u64());
+    KITE_GET(gpa, p.r().u64());
+    KITE_GET(encoding, p.r().u32());
+    KITE_GET(reserved, p.r().u32());
+    if (size == 0 || size % kPage != 0 || offset % kPage != 0 || !range_fits(offset, size))
+        return p.bad("RAM block offset/size not page aligned, empty or wrapping");
+    if (gpa != kUnmapped && (gpa % kPage != 0 || !range_fits(gpa, size)))
+        return p.bad("RAM block GPA not page aligned or wrapping");
+    if (reserved != 0) return p.bad("reserved field is not zero");
+    m.ram_offset = offset;
+    m.size = size;
+    if (gpa != kUnmapped) m.gpa = gpa;
+    const uint64_t block_pages = size / kPage;
+    KITE_GET(count, p.r().u64());
+    if (count > block_pages) return p.bad("more pages than the block holds");
+    if (encoding == static_cast<uint32_t>(PageEncoding::Plain)) {
+        m.encoding = PageEncoding::Plain;
+        if (count * (8 + kPage) > p.r().remaining()) return p.overflow();
+        for (uint64_t i = 0; i < count; ++i) {
+            KITE_GET(index, p.r().u64());
+            if (index >= block_pages || (!m.page_indices.empty() && index <= m.page_indices.back()))
+                return p.bad("page index out of range or not increasing");
+            m.page_indices.push_back(index);
+        }
+        KITE_GET(pages, p.r().bytes(count * kPage));
+        m.pages.assign(pages.begin(), pages.end());
+    } else if (encoding == static_cast<uint32_t>(PageEncoding::Sealed)) {
+        m.encoding = PageEncoding::Sealed;
+        if (count * sizeof(SealedRecord) > p.r().remaining()) return p.overflow();
+        m.records.resize(count);
+        for (uint64_t i = 0; i < count; ++i) {
+            KITE_GET(rec, p.r().pod<SealedRecord>());
+            if (rec.ram_offset < offset || rec.ram_offset - offset >= size || rec.ram_offset % kPage != 0)
+                return p.bad("sealed record outside its RAM block");
+            m.records[i] = rec;
+        }
+    } else {
+        return p.bad("unknown page encoding " + std::to_string(encoding));
+    }
+    if (auto ok = p.finish(); !ok) return std::unexpected(ok.error());
+    return m;
+}
+
+// Cross-section checks: unique vCPU indices and device names, non-overlapping RAM blocks.
+Result<void> check_consistency(const SnapshotData& d) {
+    std::set<uint32_t> indices;
+    for (const auto& v : d.vcpus)
+        if (!indices.insert(v.index).second) return fail("snapshot: vCPU " + std::to_string(v.index) + " appears twice");
+    std::set<std::string> names;
+    for (const auto& dev : d.devices)
+        if (!names.insert(dev.name).second) return fail("snapshot: device '" + dev.name + "' appears twice");
+    for (size_t i = 0; i < d.memory.size(); ++i)
+        for (size_t j = 0; j < i; ++j)
+            if (ranges_overlap(d.memory[i].ram_offset, d.memory[i].size, d.memory[j].ram_offset, d.memory[j].size))
+                return fail("snapshot: RAM blocks " + std::to_string(j) + " and " + std::to_string(i) + " overlap");
+    return {};
+}
+
+}  // namespace
+
+Result<SnapshotData> decode_snapshot(std::span<const uint8_t> bytes) {
+    if (bytes.size() < kSnapshotHeaderSize) return fail("snapshot truncated: shorter than its header");
+    if (std::memcmp(bytes.data(), kSnapshotMagic, sizeof kSnapshotMagic) != 0)
+        return fail("not a Kite snapshot (bad magic)");
+    ByteReader head(bytes.subspan(8, 16));
+    uint32_t version = *head.u32(), flags = *head.u32(), reserved = *head.u32(), crc = *head.u32();
+    if (version != kSnapshotVersion)
+        return fail("unsupported snapshot version " + std::to_string(version) + " (this Kite reads version " +
+                    std::to_string(kSnapshotVersion) + ")");
+    if (crc != crc32c(bytes.first(20))) return fail("snapshot header checksum mismatch");
+    if (reserved != 0) return fail("snapshot header: reserved field is not zero");
+    if (flags & ~kSnapshotFlagSealedMemory) return fail("snapshot header: unknown flags");
+
+    SnapshotData out;
+    out.flags = flags;
+    ByteReader r(bytes.subspan(kSnapshotHeaderSize));
+    uint64_t count = 0;
+    for (;;) {
+        size_t at = kSnapshotHeaderSize + r.position();
+        if (r.remaining() < kSectionHeaderSize)
+            return fail("snapshot truncated: no complete section header at byte " + std::to_string(at) +
+                        (r.done() ? " (trailer missing)" : ""));
+        auto header = *r.bytes(kSectionHeaderSize);
+        ByteReader h(header);
+        uint32_t type = *h.u32(), sec_reserved = *h.u32();
+        uint64_t length = *h.u64();
+        uint32_t payload_crc = *h.u32(), header_crc = *h.u32();
+        std::string what = std::string(section_name(type)) + " section " + std::to_string(count) + " at byte " +
+                           std::to_string(at);
+        if (header_crc != crc32c(header.first(20))) return fail(what + ": section header checksum mismatch");
+        if (sec_reserved != 0) return fail(what + ": reserved field is not zero");
+        if (length > r.remaining())
+            return fail("snapshot truncated: " + what + " claims " + std::to_string(length) + " bytes, " +
+                        std::to_string(r.remaining()) + " left");
+        auto payload = *r.bytes(length);
+        if (payload_crc != crc32c(payload)) return fail(what + ": checksum mismatch");
+        SectionParser p(payload, what);
+        switch (static_cast<SectionType>(type)) {
+        case SectionType::Vcpu: {
+            if (out.vcpus.size() >= kMaxVcpus) return p.bad("too many vCPUs");
+            auto v = parse_vcpu(p);
+            if (!v) return std::unexpected(v.error());
+            out.vcpus.push_back(std::move(*v));
+            break;
+        }
+        case SectionType::Irqchip: {
+            if (out.irqchip) return p.bad("second irqchip section");
+            IrqchipState s;
+            { KITE_SIZED(x, kvm_irqchip, "PIC master"); s.pic_master = x; }
+            { KITE_SIZED(x, kvm_irqchip, "PIC slave"); s.pic_slave = x; }
+            { KITE_SIZED(x, kvm_irqchip, "IOAPIC"); s.ioapic = x; }
+            if (auto ok = p.finish(); !ok) return std::unexpected(ok.error());
+            out.irqchip = s;
+            break;
+        }
+        case SectionType::Pit: {
+            if (out.pit) return p.bad("second PIT section");
+            KITE_SIZED(x, kvm_pit_state2, "kvm_pit_state2");
+            if (auto ok = p.finish(); !ok) return std::unexpected(ok.error());
+            out.pit = x;
+            break;
+        }
+        case SectionType::Clock: {
+            if (out.clock) return p.bad("second clock section");
+            KITE_SIZED(x, kvm_clock_data, "kvm_clock_data");
+            if (auto ok = p.finish(); !ok) return std::unexpected(ok.error());
+            out.clock = x;
+            break;
+        }
+        case SectionType::Device: {
+            auto d = parse_device(p);
+            if (!d) return std::unexpected(d.error());
+            out.devices.push_back(std::move(*d));
+            break;
+        }
+        case SectionType::Memory: {
+            auto m = parse_memory(p);
+            if (!m) return std::unexpected(m.error());
+            out.memory.push_back(std::move(*m));
+            break;
+        }
+        case SectionType::End: {
+            KITE_GET(sections, p.r().u64());
+            KITE_GET(file_length, p.r().u64());
+            if (auto ok = p.finish(); !ok) return std::unexpected(ok.error());
+            if (sections != count) return p.bad("section count does not match (sections lost or added)");
+            if (file_length != bytes.size() || !r.done())
+                return p.bad("file length does not match the trailer (bytes after the trailer)");
+            if (auto ok = check_consistency(out); !ok) return std::unexpected(ok.error());
+            return out;
+        }
+        default: return p.bad("unknown section type " + std::to_string(type));
+        }
+        ++count;
+    }
+}
+
+}  // namespace kite
