@@ -68,8 +68,8 @@ BackendChannel::BackendChannel(UniqueFd fd, Options options)
 BackendChannel::~BackendChannel() {
     *alive_ = false;
     watcher_.reset();
-    // The connection goes away with us: its mappings must not outlive it.
-    if (options_.shm != nullptr) options_.shm->clear();
+    // The table's owner (the device) clears it when the connection goes away on purpose; the table may
+    // already be gone here, so it is not touched.
 }
 
 void BackendChannel::start(asio::io_context& io) {

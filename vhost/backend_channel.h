@@ -56,7 +56,7 @@ class BackendChannel {
 public:
     struct Options {
         uint64_t protocol_features = 0;     // as negotiated; REPLY_ACK and SHMEM matter here
-        ShmRegionTable* shm = nullptr;      // borrowed; nullptr = the device has no shared memory
+        ShmRegionTable* shm = nullptr;      // borrowed, must outlive the channel; nullptr = no shared memory
         std::function<void()> on_config_change;
         std::function<void()> on_closed;    // the back-end hung up or broke the stream
         Tracer tracer;
