@@ -35,7 +35,7 @@ bool reserve_fixed(std::byte* at, uint64_t len) {
 
 }  // namespace
 
-Result<ShmWindow> ShmWindow::reserve(uint64_t size) {
+Result<ShmWindow> ShmWindow::reserve(uint64_t size, size_t max_mappings) {
     if (size == 0) return fail("shared-memory window of size 0");
     if (!page_aligned(size)) return fail("shared-memory window size " + hex_text(size) + " is not page aligned");
     // Reserve 2 MiB more and trim, so the window starts on a 2 MiB boundary and the guest can get huge
@@ -53,12 +53,13 @@ Result<ShmWindow> ShmWindow::reserve(uint64_t size) {
     uint64_t tail = padded - head - size;
     if (head != 0) ::munmap(raw, head);
     if (tail != 0) ::munmap(reinterpret_cast<void*>(aligned + size), tail);
-    return ShmWindow(HostMapping(reinterpret_cast<void*>(aligned), size));
+    return ShmWindow(HostMapping(reinterpret_cast<void*>(aligned), size), max_mappings);
 }
 
 ShmWindow::ShmWindow(ShmWindow&& other) noexcept
     : reservation_(std::move(other.reservation_)),
       mappings_(std::exchange(other.mappings_, {})),
+      max_mappings_(other.max_mappings_),
       observer_(std::exchange(other.observer_, nullptr)) {}
 
 ShmWindow& ShmWindow::operator=(ShmWindow&& other) noexcept {
@@ -66,6 +67,7 @@ ShmWindow& ShmWindow::operator=(ShmWindow&& other) noexcept {
         clear();
         reservation_ = std::move(other.reservation_);
         mappings_ = std::exchange(other.mappings_, {});
+        max_mappings_ = other.max_mappings_;
         observer_ = std::exchange(other.observer_, nullptr);
     }
     return *this;
@@ -106,6 +108,9 @@ Result<void> ShmWindow::map(uint64_t shm_offset, int fd, uint64_t fd_offset, uin
         if (ranges_overlap(shm_offset, len, prev.offset, prev.len))
             return fail(request + " refused: overlaps the existing mapping " + range_text(prev.offset, prev.len));
     }
+
+    if (mappings_.size() >= max_mappings_)
+        return fail(request + " refused: the window already holds " + std::to_string(max_mappings_) + " mappings");
 
     std::byte* at = host_base() + shm_offset;
     int prot = PROT_READ | (writable ? PROT_WRITE : 0);

@@ -33,8 +33,13 @@ public:
     // call back into this window.
     using Observer = std::function<void(const Mapping&, bool added)>;
 
+    // Every mapping costs the VMM a VMA or two and the VM a KVM memslot (KVM allows ~32k per VM), so a
+    // back-end may not create mappings without bound.
+    static constexpr size_t kDefaultMaxMappings = 1024;
+
     // Reserves `size` bytes (non-zero, page aligned), 2 MiB aligned in the host when size allows.
-    static Result<ShmWindow> reserve(uint64_t size);
+    // map() refuses a request once the window holds max_mappings mappings.
+    static Result<ShmWindow> reserve(uint64_t size, size_t max_mappings = kDefaultMaxMappings);
 
     ShmWindow(ShmWindow&& other) noexcept;
     ShmWindow& operator=(ShmWindow&& other) noexcept;
@@ -47,7 +52,7 @@ public:
     // MAP_SHARED, read-only unless writable. fd is borrowed: the mapping keeps the file alive, the caller
     // still closes fd. Refused: fd < 0, len 0, any of shm_offset/fd_offset/len not page aligned,
     // shm_offset + len or fd_offset + len overflowing, the range beyond the window, overlap with an
-    // existing mapping, or mmap failing (the range is then reserved again).
+    // existing mapping, too many mappings, or mmap failing (the range is then reserved again).
     Result<void> map(uint64_t shm_offset, int fd, uint64_t fd_offset, uint64_t len, bool writable);
     // Removes the mapping that is exactly [shm_offset, shm_offset + len) and reserves the range again.
     Result<void> unmap(uint64_t shm_offset, uint64_t len);
@@ -61,7 +66,8 @@ public:
     uint64_t size() const { return reservation_.size(); }
 
 private:
-    explicit ShmWindow(HostMapping reservation) : reservation_(std::move(reservation)) {}
+    ShmWindow(HostMapping reservation, size_t max_mappings)
+        : reservation_(std::move(reservation)), max_mappings_(max_mappings) {}
     // Shared checks of map and unmap: page alignment, overflow, inside the window.
     Result<void> check_range(const char* what, uint64_t shm_offset, uint64_t len) const;
     void notify(const Mapping& mapping, bool added) {
@@ -70,6 +76,7 @@ private:
 
     HostMapping reservation_;
     std::vector<Mapping> mappings_;
+    size_t max_mappings_ = 0;
     Observer observer_;
 };
 

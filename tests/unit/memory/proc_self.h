@@ -53,4 +53,27 @@ inline std::string mapping_path(const void* addr) {
     return "";
 }
 
+// The VmFlags of the /proc/self/smaps entry that contains addr ("rd wr sh mr mw me ms hg", ...), or ""
+// if nothing is mapped there.
+inline std::string mapping_vmflags(const void* addr) {
+    auto target = reinterpret_cast<uintptr_t>(addr);
+    std::ifstream smaps("/proc/self/smaps");
+    std::string line;
+    bool inside = false;
+    while (std::getline(smaps, line)) {
+        auto dash = line.find('-');
+        auto space = line.find(' ');
+        bool header = dash != std::string::npos && space != std::string::npos && dash < space &&
+                      line.find_first_not_of("0123456789abcdef") == dash;
+        if (header) {
+            uintptr_t start = std::stoull(line.substr(0, dash), nullptr, 16);
+            uintptr_t end = std::stoull(line.substr(dash + 1, space - dash - 1), nullptr, 16);
+            inside = target >= start && target < end;
+        } else if (inside && line.starts_with("VmFlags:")) {
+            return line.substr(line.find_first_not_of(' ', 8));
+        }
+    }
+    return "";
+}
+
 }  // namespace kite::test

@@ -31,6 +31,7 @@ TEST_CASE("RAM block starts zero-filled and is a shared memfd mapping") {
     CHECK(block->host()[64 * 1024 - 1] == std::byte{0});
     CHECK(test::mapping_perms(block->host()) == "rw-s");
     CHECK(test::mapping_path(block->host()).starts_with("/memfd:zero-ram"));
+    CHECK(test::mapping_vmflags(block->host()).find(" hg") == std::string::npos);
 }
 
 TEST_CASE("transparent huge page RAM block is created") {
@@ -38,6 +39,7 @@ TEST_CASE("transparent huge page RAM block is created") {
     REQUIRE(block.has_value());
     block->host()[4 * MiB - 1] = std::byte{7};
     CHECK(block->huge_pages() == HugePages::Transparent);
+    CHECK(test::mapping_vmflags(block->host()).find(" hg") != std::string::npos);
     CHECK(block->host()[4 * MiB - 1] == std::byte{7});
 }
 

@@ -207,6 +207,18 @@ TEST_CASE("map refuses any overlap with an existing mapping") {
     CHECK(text_at(window->host_base() + 16 * KiB, 5) == "page0");
 }
 
+TEST_CASE("map refuses a mapping beyond the window's mapping limit") {
+    auto window = ShmWindow::reserve(MiB, 2);
+    REQUIRE(window.has_value());
+    UniqueFd fd = make_memfd(64 * KiB);
+    REQUIRE(window->map(0, fd.get(), 0, 4 * KiB, true).has_value());
+    REQUIRE(window->map(8 * KiB, fd.get(), 0, 4 * KiB, true).has_value());
+    CHECK(map_error(*window, 16 * KiB, fd.get(), 0, 4 * KiB) ==
+          "shared-memory map [0x4000, +0x1000) refused: the window already holds 2 mappings");
+    REQUIRE(window->unmap(0, 4 * KiB).has_value());
+    CHECK(window->map(16 * KiB, fd.get(), 0, 4 * KiB, true).has_value());
+}
+
 TEST_CASE("a failed mmap leaves the range reserved") {
     auto window = ShmWindow::reserve(MiB);
     REQUIRE(window.has_value());
