@@ -223,7 +223,7 @@ if [[ ${SANDBOX_INTERACTIVE:-0} == 1 ]]; then
   log "nested KVM sandbox (interactive; Ctrl-A x quits the outer VM)"
   exec 9>&-
   set +e
-  qemu-system-x86_64 "${QEMU_ARGS[@]}" -serial mon:stdio
+  qemu-system-x86_64 "${QEMU_ARGS[@]}" -serial mon:stdio 2> >(grep -v "TCG doesn't support requested feature" >&2)
   exit $?
 fi
 
