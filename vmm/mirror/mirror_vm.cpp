@@ -255,6 +255,23 @@ Result<void> MirrorVm::setup_vcpu(const std::vector<kvm_cpuid_entry2>& cpuid) {
     return {};
 }
 
+std::string MirrorVm::describe_exit(const VcpuExit& exit) const {
+    const kvm_run* run = vcpu_->run_struct();
+    std::string what = "KVM exit reason " + std::to_string(run->exit_reason);
+    if (const auto* e = std::get_if<InternalError>(&exit)) {
+        what += ", internal error suberror " + std::to_string(e->suberror);
+        for (uint32_t i = 0; i < std::min<uint32_t>(run->internal.ndata, 4); ++i)
+            what += " data[" + std::to_string(i) + "]=" + hex(run->internal.data[i]);
+    } else if (const auto* m = std::get_if<MmioRead>(&exit)) {
+        what += ", read of unmapped GPA " + hex(m->addr);
+    } else if (const auto* w = std::get_if<MmioWrite>(&exit)) {
+        what += ", write to unmapped GPA " + hex(w->addr);
+    }
+    kvm_regs regs{};
+    if (vcpu_->get_regs(regs)) what += ", helper RIP " + hex(regs.rip);
+    return what;
+}
+
 Result<void> MirrorVm::run_until_halt() {
     auto dog = Watchdog::arm(watchdog_);
     if (!dog) return std::unexpected(dog.error());
@@ -267,8 +284,7 @@ Result<void> MirrorVm::run_until_halt() {
                 return fail("mirror helper did not finish within " + std::to_string(watchdog_.count()) + " ms");
             continue;
         }
-        return fail("mirror helper: unexpected vCPU exit (index " + std::to_string(exit->index()) + ", KVM reason " +
-                    std::to_string(vcpu_->run_struct()->exit_reason) + ")");
+        return fail("mirror helper: unexpected vCPU exit: " + describe_exit(*exit));
     }
 }
 

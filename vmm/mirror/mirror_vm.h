@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "memory/guest_ram.h"
@@ -108,6 +109,7 @@ private:
     Result<void> write_window_table();
     kite_mirror_mailbox& mailbox();
     Result<void> run_until_halt();
+    std::string describe_exit(const VcpuExit& exit) const;
 
     VmFd vm_;
     RamBlock private_;

@@ -4,7 +4,8 @@
  * executes HLT (KVM_EXIT_HLT to the VMM, which has no irqchip). The next KVM_RUN resumes after the HLT.
  *
  * It trusts nothing in the mailbox: every RAM offset, GPA and count is checked before use. RAM is reached
- * at KITE_MIRROR_RAM_VA + ram_offset (mirror GPA high_base + ram_offset); only pages inside [0, ram_size) and inside the declared windows are touched.
+ * at KITE_MIRROR_RAM_VA + ram_offset (mirror GPA high_base + ram_offset); only pages inside
+ * [0, ram_size) and inside the declared windows are touched.
  * On import a record is copied into private memory before it is authenticated and opened, so the target
  * page is written only after the MAC of exactly the bytes being decrypted has been checked. */
 #include <stddef.h>
@@ -13,15 +14,16 @@
 #include "vmm/mirror/helper_abi.h"
 #include "vmm/mirror/seal_core.h"
 
+#ifndef KITE_HELPER_HOSTED
 /* The compiler may emit calls to these for struct copies and loops, even freestanding. */
 void* memcpy(void* dst, const void* src, size_t n) {
-    uint8_t* d = dst;
-    const uint8_t* s = src;
+    uint8_t* d = (uint8_t*)dst;
+    const uint8_t* s = (const uint8_t*)src;
     while (n--) *d++ = *s++;
     return dst;
 }
 void* memset(void* dst, int c, size_t n) {
-    uint8_t* d = dst;
+    uint8_t* d = (uint8_t*)dst;
     while (n--) *d++ = (uint8_t)c;
     return dst;
 }
@@ -30,6 +32,11 @@ void* memset(void* dst, int c, size_t n) {
 #define SECRET ((const struct kite_mirror_secret*)KITE_MIRROR_SECRET_GPA)
 #define RECORDS ((struct kite_mirror_record*)KITE_MIRROR_RECORDS_GPA)
 #define SCRATCH ((struct kite_mirror_record*)KITE_MIRROR_SCRATCH_GPA)
+#define RAM_VA KITE_MIRROR_RAM_VA
+#define GPA_PTR(gpa) ((const uint8_t*)(gpa))
+#endif
+/* KITE_HELPER_HOSTED: tests/fuzz/fuzz_mirror_mailbox.cpp includes this file on the host and defines the
+ * macros above to point at host buffers, so the command logic is fuzzed exactly as built for the mirror. */
 
 /* Helper-private state, in the code image's .bss (inside the private window). */
 static uint64_t next_nonce;
@@ -94,7 +101,7 @@ static int import_pages(const struct ram_view* ram, uint32_t count, uint32_t* do
 }
 
 static int run_command(uint32_t command, uint32_t* done) {
-    struct ram_view ram = {KITE_MIRROR_RAM_VA, MAILBOX->ram_size};
+    struct ram_view ram = {RAM_VA, MAILBOX->ram_size};
     if (ram.size > KITE_MIRROR_RAM_VA) ram.size = 0; /* RAM beyond the mapped view: refuse every offset */
     uint32_t count = MAILBOX->count;
     if (!nonce_ready || command == KITE_MIRROR_CMD_RESET) {
@@ -114,7 +121,7 @@ static int run_command(uint32_t command, uint32_t* done) {
     case KITE_MIRROR_CMD_EXPORT_GPA: {
         uint64_t gpa = MAILBOX->offsets[0];
         if (!page_in_windows(gpa, MAILBOX->window_count)) return KITE_MIRROR_ERR_RANGE;
-        seal((const uint8_t*)gpa, gpa, KITE_MIRROR_RECORD_BY_GPA, &RECORDS[0]);
+        seal(GPA_PTR(gpa), gpa, KITE_MIRROR_RECORD_BY_GPA, &RECORDS[0]);
         *done = 1;
         return KITE_MIRROR_OK;
     }
@@ -122,6 +129,7 @@ static int run_command(uint32_t command, uint32_t* done) {
     }
 }
 
+#ifndef KITE_HELPER_HOSTED
 __attribute__((noreturn, section(".text.entry"))) void helper_main(void) {
     for (;;) {
         uint64_t go = MAILBOX->go_seq;
@@ -136,3 +144,4 @@ __attribute__((noreturn, section(".text.entry"))) void helper_main(void) {
         __asm__ volatile("hlt" ::: "memory");
     }
 }
+#endif
