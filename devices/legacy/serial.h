@@ -7,12 +7,14 @@
 // becomes pending that was not pending before (data ready with IER.ERBFI, THR empty with IER.ETBEI,
 // a modem-status change with IER.EDSSI). That is what the 8250's INTR output does on an edge-triggered
 // ISA line; Linux's handler loops on IIR until it reads "no interrupt", so a source that stays
-// pending needs no second edge.
+// pending needs no second edge. No line errors ever occur, so IER.ELSI never raises anything.
 //
 // Threads: vCPU threads call read()/write(); the VMM thread calls enqueue_input(), input_space() and
 // dropped_input(). A small mutex guards the registers. The output sink, the IrqLine and the input-space
 // notifier are called with the mutex released (so a slow sink never blocks the VMM thread's input path
-// and callbacks may post work freely); they must not call back into this Serial.
+// and callbacks may post work freely); they must not call back into this Serial. One vCPU's bytes reach
+// the sink in order; bytes from vCPUs writing at the same time may interleave (Linux serializes its
+// console writes under the port lock, so it never does that).
 #pragma once
 
 #include <array>
