@@ -39,6 +39,12 @@ public:
         }
     }
 
+    // Resets the device while the event loop still exists, as the VMM does before it stops the loop:
+    // the device's fd watchers belong to this io_context.
+    ~DeviceHarness() { device_.reset(); }
+    DeviceHarness(const DeviceHarness&) = delete;
+    DeviceHarness& operator=(const DeviceHarness&) = delete;
+
     Result<void> activate() {
         std::vector<QueueConfig> configs;
         std::vector<int> fds;
