@@ -88,7 +88,7 @@ Result<DeviceConfig> device_from_flag(const DeviceArg& arg) {
         std::string_view item = text.substr(start, comma - start);
         bool first = start == 0;
         start = comma + 1;
-        if (item.empty()) return fail(flag_error(arg.flag->flag, "", "empty item in '" + arg.value + "'"));
+        if (item.empty()) return fail(flag_error(arg.flag->flag, "", "empty item in " + quote_value(arg.value)));
         size_t equals = item.find('=');
         std::string_view key = item.substr(0, equals);
         std::string_view value = equals == std::string_view::npos ? std::string_view() : item.substr(equals + 1);
@@ -143,9 +143,7 @@ Result<VmConfig> build_run_config(const std::string& config_path, const std::map
     return config;
 }
 
-}  // namespace
-
-Result<CliCommand> parse_cli(int argc, char** argv) {
+Result<CliCommand> parse_command(int argc, char** argv) {
     std::string version = "kite " + std::string(kVersion);
     CLI::App app{"Kite: a minimal KVM virtual machine monitor", "kite"};
     app.set_version_flag("--version", version);
@@ -201,7 +199,7 @@ Result<CliCommand> parse_cli(int argc, char** argv) {
         return result;
     } catch (const CLI::RequiredError& e) {
         if (app.get_subcommands().empty() && argc > 1 && argv[1][0] != '-') {
-            return fail(unknown_name_message("command '" + std::string(argv[1]) + "'", argv[1], kCommands));
+            return fail(unknown_name_message("command " + quote_value(argv[1]), argv[1], kCommands));
         }
         if (app.get_subcommands().empty()) {
             return fail("a subcommand is required: run, validate, pause, resume, snapshot, shutdown or status "
@@ -245,6 +243,15 @@ Result<CliCommand> parse_cli(int argc, char** argv) {
         return result;
     }
     return fail("a subcommand is required (see kite --help)");
+}
+
+}  // namespace
+
+Result<CliCommand> parse_cli(int argc, char** argv) {
+    auto command = parse_command(argc, argv);
+    // Messages quote what the user typed; keep control bytes from reaching the terminal raw.
+    if (!command) return fail(printable(command.error().message));
+    return command;
 }
 
 }  // namespace kite

@@ -106,7 +106,7 @@ Result<void> set_field(BlockConfig& block, std::string_view key, std::string_vie
         if (value == "auto") block.engine = BlockConfig::Engine::Auto;
         else if (value == "io_uring" || value == "io-uring") block.engine = BlockConfig::Engine::IoUring;
         else if (value == "sync") block.engine = BlockConfig::Engine::Sync;
-        else return fail("expected auto, io_uring or sync, got '" + std::string(value) + "'");
+        else return fail("expected auto, io_uring or sync, got " + quote_value(value));
         return {};
     }
     return unknown_key(key, kBlockKeys);
@@ -237,7 +237,7 @@ Result<void> set_vm_field(VmConfig& config, std::string_view key, std::string_vi
         if (value == "none") config.memory.hugepages = ConfigHugePages::None;
         else if (value == "transparent") config.memory.hugepages = ConfigHugePages::Transparent;
         else if (value == "hugetlbfs") config.memory.hugepages = ConfigHugePages::Hugetlbfs2M;
-        else return fail("expected none, transparent or hugetlbfs, got '" + std::string(value) + "'");
+        else return fail("expected none, transparent or hugetlbfs, got " + quote_value(value));
         return {};
     }
     if (key == "memory.shared") return assign(config.memory.shared, parse_bool(value));
@@ -252,13 +252,13 @@ Result<void> set_vm_field(VmConfig& config, std::string_view key, std::string_vi
         if (value == "auto") config.boot.protocol = BootProtocol::Auto;
         else if (value == "bzimage") config.boot.protocol = BootProtocol::BzImage;
         else if (value == "pvh") config.boot.protocol = BootProtocol::Pvh;
-        else return fail("expected auto, bzimage or pvh, got '" + std::string(value) + "'");
+        else return fail("expected auto, bzimage or pvh, got " + quote_value(value));
         return {};
     }
     if (key == "serial") return assign(config.serial, parse_output(value, context));
     if (key == "log-level") {
         if (std::find(std::begin(kLogLevels), std::end(kLogLevels), value) == std::end(kLogLevels)) {
-            return fail(unknown_name_message("log level '" + std::string(value) + "'", value, kLogLevels));
+            return fail(unknown_name_message("log level " + quote_value(value), value, kLogLevels));
         }
         config.log_level = value;
         return {};
@@ -321,12 +321,12 @@ ConfigCheck finish_config(VmConfig& config, bool require_kernel) {
         const auto* block = std::get_if<BlockConfig>(&device);
         if (block && !block->id.empty() && !block_ids.emplace(block->id, i).second) {
             return std::unexpected(ConfigIssue{device_key(i, device, "id"),
-                "duplicate id '" + block->id + "' (also devices[" + std::to_string(block_ids[block->id]) + "])"});
+                "duplicate id " + quote_value(block->id) + " (also devices[" + std::to_string(block_ids[block->id]) + "])"});
         }
         const auto* fs = std::get_if<VhostUserFsConfig>(&device);
         if (fs && !fs_tags.emplace(fs->tag, i).second) {
             return std::unexpected(ConfigIssue{device_key(i, device, "tag"),
-                "duplicate tag '" + fs->tag + "' (also devices[" + std::to_string(fs_tags[fs->tag]) + "])"});
+                "duplicate tag " + quote_value(fs->tag) + " (also devices[" + std::to_string(fs_tags[fs->tag]) + "])"});
         }
         // A vhost-user back-end maps guest RAM through the fds Kite sends, so RAM must be MAP_SHARED.
         if (std::holds_alternative<VhostUserBlkConfig>(device) || std::holds_alternative<VhostUserFsConfig>(device) ||

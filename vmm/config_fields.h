@@ -67,6 +67,11 @@ std::string did_you_mean(std::string_view word, std::span<const std::string_view
 std::string unknown_name_message(std::string_view what, std::string_view word,
                                  std::span<const std::string_view> candidates);
 
+// 'text' for messages, cut after 80 bytes.
+std::string quote_value(std::string_view text);
+// text with control bytes written as \xNN, so a message cannot drive the terminal.
+std::string printable(std::string_view text);
+
 // path joined to context.base_dir unless it is absolute or base_dir is empty.
 std::string resolve_path(std::string_view path, const FieldContext& context);
 

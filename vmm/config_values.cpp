@@ -11,13 +11,6 @@ namespace kite {
 
 namespace {
 
-std::string quoted(std::string_view text) {
-    std::string out = "'";
-    out += text;
-    out += "'";
-    return out;
-}
-
 // Levenshtein distance; config names are short, so the quadratic table is fine.
 size_t edit_distance(std::string_view a, std::string_view b) {
     std::vector<size_t> row(b.size() + 1);
@@ -44,6 +37,31 @@ int hex_digit(char c) {
 
 }  // namespace
 
+std::string quote_value(std::string_view text) {
+    constexpr size_t max_shown = 80;  // enough to recognise a value; a 1 MB scalar stays out of messages
+    std::string out = "'";
+    out += text.substr(0, max_shown);
+    if (text.size() > max_shown) out += "...";
+    out += "'";
+    return out;
+}
+
+std::string printable(std::string_view text) {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    for (char c : text) {
+        auto byte = static_cast<unsigned char>(c);
+        if (byte >= 0x20 && byte != 0x7f) {
+            out += c;
+        } else {
+            out += "\\x";
+            out += hex[byte >> 4];
+            out += hex[byte & 15];
+        }
+    }
+    return out;
+}
+
 std::string did_you_mean(std::string_view word, std::span<const std::string_view> candidates) {
     // Words this long are not typos of short names: skip the quadratic work (fuzzed input can be huge).
     if (word.empty() || word.size() > 64) return "";
@@ -59,7 +77,7 @@ std::string did_you_mean(std::string_view word, std::span<const std::string_view
     // Up to a third of the name may be wrong ("kernal", "redonly", "vhost-usr-fs"), at least one edit.
     size_t allowed = std::max<size_t>(1, best.size() / 3);
     if (best_distance > allowed) return "";
-    return " (did you mean " + quoted(best) + "?)";
+    return " (did you mean '" + std::string(best) + "'?)";
 }
 
 std::string unknown_name_message(std::string_view what, std::string_view word,
@@ -94,7 +112,7 @@ Result<uint64_t> parse_uint(std::string_view text, uint64_t min, uint64_t max) {
         return c >= '0' && c <= '9';
     });
     if (!digits_only || ec == std::errc::invalid_argument || end != text.data() + text.size()) {
-        return fail(range + ", got " + quoted(text));
+        return fail(range + ", got " + quote_value(text));
     }
     if (ec == std::errc::result_out_of_range || value < min || value > max) {
         return fail(range + ", got " + std::string(text));
@@ -105,11 +123,11 @@ Result<uint64_t> parse_uint(std::string_view text, uint64_t min, uint64_t max) {
 Result<bool> parse_bool(std::string_view text) {
     if (text == "true" || text == "yes" || text == "on") return true;
     if (text == "false" || text == "no" || text == "off") return false;
-    return fail("expected true or false, got " + quoted(text));
+    return fail("expected true or false, got " + quote_value(text));
 }
 
 Result<std::array<uint8_t, 6>> parse_mac(std::string_view text) {
-    std::string bad = "expected a MAC address like 52:54:00:12:34:56, got " + quoted(text);
+    std::string bad = "expected a MAC address like 52:54:00:12:34:56, got " + quote_value(text);
     if (text.size() != 17) return fail(bad);
     std::array<uint8_t, 6> mac{};
     for (size_t i = 0; i < mac.size(); ++i) {
@@ -119,7 +137,7 @@ Result<std::array<uint8_t, 6>> parse_mac(std::string_view text) {
         mac[i] = static_cast<uint8_t>(high * 16 + low);
     }
     // A NIC needs a unicast address: bit 0 of the first byte set means multicast.
-    if (mac[0] & 1) return fail(quoted(text) + " is a multicast address (the first byte must be even)");
+    if (mac[0] & 1) return fail(quote_value(text) + " is a multicast address (the first byte must be even)");
     if (std::all_of(mac.begin(), mac.end(), [](uint8_t b) { return b == 0; })) {
         return fail("00:00:00:00:00:00 is not a usable address");
     }
@@ -130,13 +148,13 @@ Result<void> check_tap_name(std::string_view name) {
     // The kernel's dev_valid_name(): 1..IFNAMSIZ-1 bytes, not "." or "..", no '/', ':' or white space.
     if (name.empty()) return fail("must not be empty");
     if (name.size() >= IFNAMSIZ) {
-        return fail(quoted(name) + " is longer than " + std::to_string(IFNAMSIZ - 1) + " bytes (IFNAMSIZ)");
+        return fail(quote_value(name) + " is longer than " + std::to_string(IFNAMSIZ - 1) + " bytes (IFNAMSIZ)");
     }
-    if (name == "." || name == "..") return fail(quoted(name) + " is not an interface name");
+    if (name == "." || name == "..") return fail(quote_value(name) + " is not an interface name");
     for (char c : name) {
         if (c == '/' || c == ':' || c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' ||
             c == '\f' || c == '\0') {
-            return fail(quoted(name) + " contains a character interface names cannot have");
+            return fail(quote_value(name) + " contains a character interface names cannot have");
         }
     }
     return {};
@@ -151,7 +169,7 @@ Result<OutputConfig> parse_output(std::string_view text, const FieldContext& con
         if (path.empty()) return fail("file: needs a path");
         return OutputConfig{OutputConfig::Mode::File, resolve_path(path, context)};
     }
-    return fail("expected stdio, off or a file (file:PATH, or {file: PATH} in YAML), got " + quoted(text));
+    return fail("expected stdio, off or a file (file:PATH, or {file: PATH} in YAML), got " + quote_value(text));
 }
 
 }  // namespace kite

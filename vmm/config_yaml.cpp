@@ -7,6 +7,8 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "vmm/config_fields.h"
@@ -26,7 +28,7 @@ std::string describe(const YAML::Node& node) {
         case YAML::NodeType::Null: return "nothing";
         case YAML::NodeType::Sequence: return "a list";
         case YAML::NodeType::Map: return "a map";
-        default: return "'" + node.Scalar() + "'";
+        default: return quote_value(node.Scalar());
     }
 }
 
@@ -35,10 +37,11 @@ public:
     Reader(std::string_view file, const std::string& base_dir) : file_(file), context_{base_dir} {}
 
     VmConfig read(std::string_view text, const ParseOptions& options) {
-        std::vector<YAML::Node> documents = YAML::LoadAll(std::string(text));
-        if (documents.size() > 1) error(documents[1].Mark(), "", "more than one YAML document (remove the '---')");
+        std::string owned(text);
+        check_single_document(owned);
+        YAML::Node root = YAML::Load(owned);
         VmConfig config;
-        if (!documents.empty() && !documents[0].IsNull()) read_top(config, documents[0]);
+        if (!root.IsNull()) read_top(config, root);
         if (auto check = finish_config(config, options.require_kernel); !check) raise(check.error());
         if (options.check_files) {
             if (auto check = check_config_files(config); !check) raise(check.error());
@@ -64,6 +67,37 @@ public:
     }
 
 private:
+    // Records where each document starts; nothing else.
+    struct DocumentStarts final : YAML::EventHandler {
+        std::vector<YAML::Mark> marks;
+        void OnDocumentStart(const YAML::Mark& mark) override { marks.push_back(mark); }
+        void OnDocumentEnd() override {}
+        void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+        void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+        void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+        void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+        void OnSequenceEnd() override {}
+        void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+        void OnMapEnd() override {}
+    };
+
+    // A config is one document. Walking the documents ourselves (instead of YAML::LoadAll) also guards
+    // against a yaml-cpp 0.7 bug: a stray ',' at document level (",x" or "\"a\",") is never consumed, so
+    // LoadAll produces empty documents forever. A document that starts where the previous one did is that
+    // bug; at most three documents are read, so this always ends.
+    void check_single_document(const std::string& text) const {
+        std::istringstream in(text);
+        YAML::Parser parser(in);
+        DocumentStarts starts;
+        while (starts.marks.size() < 3 && parser.HandleNextDocument(starts)) {
+            size_t n = starts.marks.size();
+            if (n >= 2 && starts.marks[n - 1].pos == starts.marks[n - 2].pos) {
+                error(starts.marks[n - 1], "", "malformed YAML: unexpected ',' outside a [list] or {map}");
+            }
+        }
+        if (starts.marks.size() > 1) error(starts.marks[1], "", "more than one YAML document (remove the '---')");
+    }
+
     // Cross-field issues name a key path; report them where that key (or its closest parent) was written.
     [[noreturn]] void raise(const ConfigIssue& issue) const {
         std::string key = issue.key;
@@ -206,10 +240,10 @@ Result<VmConfig> parse_config(std::string_view yaml_text, std::string_view file_
     try {
         return reader.read(yaml_text, options);
     } catch (const ConfigError& e) {
-        return fail(e.message);
+        return fail(printable(e.message));
     } catch (const YAML::Exception& e) {
         // ParserException and DeepRecursion: the text is not YAML. e.msg lacks yaml-cpp's position prefix.
-        return fail(reader.located(e.mark, "", "malformed YAML: " + e.msg));
+        return fail(printable(reader.located(e.mark, "", "malformed YAML: " + e.msg)));
     }
 }
 

@@ -127,7 +127,13 @@ TEST_CASE("duplicate keys, block ids and fs tags are rejected") {
 TEST_CASE("malformed YAML is reported with its line") {
     CHECK(error_of("kernel: k\nvcpus: [1, 2\n").starts_with("vm.yaml:3:1: malformed YAML: "));
     CHECK(error_of("kernel: k\n  vcpus: 2\n").starts_with("vm.yaml:2:8: malformed YAML: "));
-    CHECK(error_of("kernel: k\n---\nvcpus: 2\n").starts_with("vm.yaml:3:1: more than one YAML document"));
+    CHECK(error_of("kernel: k\n---\nvcpus: 2\n") == "vm.yaml:2:1: more than one YAML document (remove the '---')");
+}
+
+TEST_CASE("a stray comma at document level is an error, not an endless parse") {
+    CHECK(error_of(",kernel: k\n") == "vm.yaml:1:1: malformed YAML: unexpected ',' outside a [list] or {map}");
+    CHECK(error_of("\"kernel\",") == "vm.yaml:1:9: malformed YAML: unexpected ',' outside a [list] or {map}");
+    CHECK(error_of("&x ,") == "vm.yaml:1:4: malformed YAML: unexpected ',' outside a [list] or {map}");
 }
 
 TEST_CASE("a NUL byte inside a value is rejected") {
@@ -156,4 +162,13 @@ TEST_CASE("a missing config file is reported with its path") {
     auto config = load_config_file("/nonexistent/kite.yaml");
 
     CHECK(config.error().message == "/nonexistent/kite.yaml: No such file or directory");
+}
+
+TEST_CASE("messages escape control bytes and shorten very long values") {
+    std::string long_value(200, 'x');
+
+    CHECK(error_of("kernel: k\nlog-level: \"\\e[31m\"\n") ==
+          "vm.yaml:2:12: log-level: unknown log level '\\x1b[31m' (one of: trace debug info warn error critical off)");
+    CHECK(error_of("kernel: k\nvcpus: " + long_value + "\n") ==
+          "vm.yaml:2:8: vcpus: expected a whole number from 1 to 254, got '" + std::string(80, 'x') + "...'");
 }
