@@ -77,11 +77,12 @@ vmm_interactive() {
   fifo=$(mktemp -u) && mkfifo "$fifo"
   local start=$EPOCHREALTIME
   : > "$log"
-  timeout -k 5 "$E2E_BOOT_TIMEOUT" "${VMM_CMD[@]}" <"$fifo" > >(strip_cr | tee "$log" | sed 's/^/| /') 2>&1 &
+  # Output goes straight to a file (no pipe that could still hold the last lines when we check them).
+  timeout -k 5 "$E2E_BOOT_TIMEOUT" "${VMM_CMD[@]}" <"$fifo" >"$log.raw" 2>&1 &
   local pid=$!
   exec {feed}>"$fifo"
   local waited=0
-  until grep -q 'busybox shell on the console' "$log" 2>/dev/null; do
+  until grep -a -q 'busybox shell on the console' "$log.raw" 2>/dev/null; do
     sleep 0.5
     waited=$((waited + 1))
     if ! kill -0 "$pid" 2>/dev/null || [[ $waited -gt $((E2E_BOOT_TIMEOUT * 2)) ]]; then break; fi
@@ -96,7 +97,8 @@ vmm_interactive() {
   local rc=$?
   exec {feed}>&-
   rm -f "$fifo"
-  sleep 0.2 # let the output pipe drain into the log
+  tr -d '\r' < "$log.raw" > "$log"
+  sed 's/^/| /' "$log"
   echo "# exit status $rc after $(elapsed "$start") s"
   return "$rc"
 }
