@@ -78,7 +78,7 @@ std::string resolve_path(std::string_view path, const FieldContext& context);
 // Value parsers shared by both front-ends.
 Result<std::array<uint8_t, 6>> parse_mac(std::string_view text);
 Result<OutputConfig> parse_output(std::string_view text, const FieldContext& context);  // stdio|off|file:PATH
-Result<bool> parse_bool(std::string_view text);  // true|false|yes|no|on|off
+Result<bool> parse_bool(std::string_view text);  // true|false|yes|no|on|off, any case
 Result<uint64_t> parse_uint(std::string_view text, uint64_t min, uint64_t max);
 Result<void> check_tap_name(std::string_view name);
 

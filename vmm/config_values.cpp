@@ -1,11 +1,12 @@
 // Value parsers and name suggestions shared by the YAML parser and the command line (vmm/config_fields.h).
+#include "vmm/config_fields.h"
+
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <net/if.h>
 #include <string>
 #include <vector>
-
-#include "vmm/config_fields.h"
 
 namespace kite {
 
@@ -121,8 +122,11 @@ Result<uint64_t> parse_uint(std::string_view text, uint64_t min, uint64_t max) {
 }
 
 Result<bool> parse_bool(std::string_view text) {
-    if (text == "true" || text == "yes" || text == "on") return true;
-    if (text == "false" || text == "no" || text == "off") return false;
+    // YAML writers use True and TRUE as well; any case is fine.
+    std::string word(text.substr(0, 8));
+    std::transform(word.begin(), word.end(), word.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (text.size() <= 5 && (word == "true" || word == "yes" || word == "on")) return true;
+    if (text.size() <= 5 && (word == "false" || word == "no" || word == "off")) return false;
     return fail("expected true or false, got " + quote_value(text));
 }
 

@@ -73,6 +73,16 @@ TEST_CASE("memory as a map sets size, huge pages and sharing") {
     CHECK(config.memory.shared);
 }
 
+TEST_CASE("booleans accept the usual YAML spellings in any case") {
+    VmConfig yes = parse_ok("kernel: k\nvhost-trace: Yes\nmemory: {shared: ON}\n");
+    VmConfig no = parse_ok("kernel: k\nvhost-trace: FALSE\nmemory: {shared: off}\n");
+
+    CHECK(yes.vhost_trace);
+    CHECK(yes.memory.shared);
+    CHECK_FALSE(no.vhost_trace);
+    CHECK_FALSE(no.memory.shared);
+}
+
 TEST_CASE("serial to a file resolves the path against the file's folder") {
     VmConfig map_form = parse_ok("kernel: k\nserial: {file: serial.log}\n");
     VmConfig string_form = parse_ok("kernel: k\nserial: file:/var/log/serial.log\n");
