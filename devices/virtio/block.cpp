@@ -146,7 +146,16 @@ void BlockDevice::process() {
     if (queues_.empty() || !queues_[0]) return;
     Queue& q = queues_[0]->queue;
     in_process_ = true;
-    while (auto chain = q.pop()) handle(*chain);
+    int budget = queues_[0]->budget();
+    while (true) {
+        if (budget-- == 0) {
+            queues_[0]->kick_again();
+            break;
+        }
+        auto chain = q.pop();
+        if (!chain) break;
+        handle(*chain);
+    }
     in_process_ = false;
     notify_or_flag(q, 0, *interrupt_);
 }

@@ -55,7 +55,12 @@ void ConsoleDevice::deliver_input() {
     if (queues_.size() <= kReceiveQueue || !queues_[kReceiveQueue]) return;
     Queue& q = queues_[kReceiveQueue]->queue;
     std::vector<std::byte> piece;
+    int budget = queues_[kReceiveQueue]->budget();
     while (!pending_input_.empty()) {
+        if (budget-- == 0) {
+            queues_[kReceiveQueue]->kick_again();
+            break;
+        }
         auto chain = q.pop();
         if (!chain) break;  // pop() armed avail_event: the driver kicks when it adds buffers
         uint32_t written = 0;
@@ -80,7 +85,14 @@ void ConsoleDevice::transmit() {
     if (queues_.size() <= kTransmitQueue || !queues_[kTransmitQueue]) return;
     Queue& q = queues_[kTransmitQueue]->queue;
     std::vector<std::byte> piece;
-    while (auto chain = q.pop()) {
+    int budget = queues_[kTransmitQueue]->budget();
+    while (true) {
+        if (budget-- == 0) {
+            queues_[kTransmitQueue]->kick_again();
+            break;
+        }
+        auto chain = q.pop();
+        if (!chain) break;
         auto buffers = chain->collect();
         if (!buffers) {
             log_.warn("virtio-console: bad transmit buffer: {}", buffers.error().message);

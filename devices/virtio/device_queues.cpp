@@ -1,5 +1,7 @@
 #include "devices/virtio/device_queues.h"
 
+#include <unistd.h>
+
 namespace kite {
 
 Result<std::vector<std::optional<ServedQueue>>> serve_queues(const ActivateContext& ctx,
@@ -15,9 +17,14 @@ Result<std::vector<std::optional<ServedQueue>>> serve_queues(const ActivateConte
         auto kick = FdWatcher::create(ctx.io, ctx.kick_fds[i], FdWatcher::Mode::kDrainEventfd,
                                       [on_kick, index] { on_kick(index); });
         if (!kick) return std::unexpected(kick.error());
-        out[i] = ServedQueue{std::move(*queue), std::move(*kick)};
+        out[i] = ServedQueue{std::move(*queue), std::move(*kick), ctx.kick_fds[i]};
     }
     return out;
+}
+
+void ServedQueue::kick_again() const {
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(kick_fd, &one, sizeof one);
 }
 
 void notify_or_flag(Queue& queue, uint16_t index, VirtioInterrupt& interrupt) {

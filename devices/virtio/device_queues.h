@@ -18,6 +18,13 @@ namespace kite {
 struct ServedQueue {
     Queue queue;
     std::unique_ptr<FdWatcher> kick;
+    int kick_fd = -1;  // borrowed from the transport
+
+    // Chains one pass may serve. A guest can keep a queue busy forever (a device write landing on the
+    // avail ring, say), so a pass stops after a queue's worth and kick_again() schedules the next pass
+    // behind whatever else the VMM thread has to do.
+    int budget() const { return queue.size(); }
+    void kick_again() const;
 };
 
 // Builds the ready queues of ctx (nullopt for queues the driver left unused) and watches their kick fds,

@@ -131,7 +131,14 @@ void NetDevice::receive() {
 void NetDevice::transmit() {
     if (queues_.size() <= kTxQueue || !queues_[kTxQueue]) return;
     Queue& q = queues_[kTxQueue]->queue;
-    while (auto chain = q.pop()) {
+    int budget = queues_[kTxQueue]->budget();
+    while (true) {
+        if (budget-- == 0) {
+            queues_[kTxQueue]->kick_again();
+            break;
+        }
+        auto chain = q.pop();
+        if (!chain) break;
         auto buffers = chain->collect();
         if (!buffers) {
             log_.warn("virtio-net: bad transmit chain: {}", buffers.error().message);

@@ -45,6 +45,11 @@ Result<void> Queue::validate(GuestMemory& memory, const QueueConfig& config, uin
         !memory.contains(config.avail, avail_ring_bytes(config.size)) ||
         !memory.contains(config.used, used_ring_bytes(config.size)))
         return fail("queue rings outside guest RAM");
+    // Overlapping rings would let the device's own used-ring writes make new buffers "available".
+    uint64_t d = config.desc.value(), a = config.avail.value(), u = config.used.value();
+    uint64_t dl = desc_table_bytes(config.size), al = avail_ring_bytes(config.size), ul = used_ring_bytes(config.size);
+    if (ranges_overlap(d, dl, a, al) || ranges_overlap(d, dl, u, ul) || ranges_overlap(a, al, u, ul))
+        return fail("queue rings overlap");
     return {};
 }
 

@@ -21,7 +21,8 @@ namespace kite {
 class Queue {
 public:
     // Checks a driver-supplied configuration: size a non-zero power of two no larger than max_size,
-    // descriptor table 16-byte, avail ring 2-byte and used ring 4-byte aligned, all three inside RAM.
+    // descriptor table 16-byte, avail ring 2-byte and used ring 4-byte aligned, all three inside RAM and
+    // not overlapping each other.
     static Result<void> validate(GuestMemory& memory, const QueueConfig& config, uint16_t max_size);
     // driver_features selects EVENT_IDX and INDIRECT_DESC handling.
     static Result<Queue> create(GuestMemory& memory, const QueueConfig& config, uint16_t max_size,

@@ -39,7 +39,14 @@ void RngDevice::process() {
     if (queues_.empty() || !queues_[0]) return;
     Queue& q = queues_[0]->queue;
     std::vector<std::byte> random;
-    while (auto chain = q.pop()) {
+    int budget = queues_[0]->budget();
+    while (true) {
+        if (budget-- == 0) {
+            queues_[0]->kick_again();
+            break;
+        }
+        auto chain = q.pop();
+        if (!chain) break;
         uint32_t written = 0;
         auto buffers = chain->collect();
         if (!buffers) {

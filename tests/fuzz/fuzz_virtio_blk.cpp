@@ -13,6 +13,8 @@
 #include "devices/virtio/spec.h"
 #include "memory/heap_memory.h"
 
+#include <spdlog/spdlog.h>
+
 using namespace kite;
 
 namespace {
@@ -38,6 +40,8 @@ const std::string& image_path() {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    static const bool quiet = (spdlog::set_level(spdlog::level::off), true);  // guest-fault warnings slow fuzzing
+    (void)quiet;
     static auto device = *BlockDevice::open({image_path(), false, "fuzz", false});
     constexpr uint64_t kMemory = 0x10000;
     HeapMemory memory(kMemory);

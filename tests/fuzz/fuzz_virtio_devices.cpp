@@ -10,9 +10,13 @@
 #include "devices/virtio/rng.h"
 #include "memory/heap_memory.h"
 
+#include <spdlog/spdlog.h>
+
 using namespace kite;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    static const bool quiet = (spdlog::set_level(spdlog::level::off), true);  // guest-fault warnings slow fuzzing
+    (void)quiet;
     HeapMemory memory(0x10000);
     memory.write(GuestAddress(0), std::as_bytes(std::span(data, std::min<size_t>(size, 4096))));
     asio::io_context io;

@@ -68,3 +68,20 @@ TEST_CASE("console input beyond the pending limit is dropped") {
 
     CHECK(h.queues[0].used_len(0) == ConsoleDevice::kMaxPendingInput);
 }
+
+TEST_CASE("a pass stops after a queue's worth of chains and kicks the queue again") {
+    // A receive buffer over avail.idx: each delivery makes the same chain available again.
+    ConsoleDevice console([](std::span<const std::byte>) {});
+    DeviceHarness h(console);
+    REQUIRE(h.activate());
+    h.queues[0].set_desc(0, h.queues[0].avail_addr() + 2, 2, kDescWrite, 0);
+    h.queues[0].publish(0);
+    std::vector<uint16_t> next_indexes;
+    for (uint16_t i = 2; i < 100; ++i) next_indexes.push_back(i);
+
+    console.enqueue_input(std::as_bytes(std::span(next_indexes)));
+
+    uint64_t kicks = 0;
+    CHECK(::read(h.kicks[0].get(), &kicks, sizeof kicks) == sizeof kicks);
+    CHECK(h.queues[0].used_idx() == 16);
+}

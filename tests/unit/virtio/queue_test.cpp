@@ -220,3 +220,11 @@ TEST_CASE("undo_pop makes the same chain available again") {
     REQUIRE(again);
     CHECK(again->head() == head);
 }
+
+TEST_CASE("queue validation rejects overlapping rings") {
+    HeapMemory mem(1 << 20);
+    auto config = FakeQueue(mem, 8).config();
+    config.used = config.avail;
+
+    CHECK_FALSE(Queue::validate(mem, config, 256));
+}
