@@ -1,0 +1,132 @@
+#include <doctest/doctest.h>
+
+#include <asio.hpp>
+
+#include "tests/unit/vhost/backend_thread.h"
+#include "tests/unit/vhost/test_util.h"
+#include "vhost/backend_memory.h"
+#include "vhost/vhost_user_device.h"
+
+using namespace kite;
+using namespace kite::vhost;
+
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kRamSize = 1 << 20;
+
+// Records what the device asks of the transport.
+struct RecordingInterrupt : VirtioInterrupt {
+    void signal_used_queue(uint16_t) override { ++used; }
+    void signal_config_change() override { ++config_changes; }
+    void needs_reset() override { ++resets; }
+    int used = 0, config_changes = 0, resets = 0;
+};
+
+BackendConfig backend_config() {
+    BackendConfig config;
+    config.shm_sizes = {64 * kPage};
+    config.config_space = {0xaa, 0xbb};
+    return config;
+}
+
+// Guest RAM on a memfd (mapped through BackendMemory, which implements GuestMemory) and a device connected
+// to a BackendThread.
+struct DeviceFixture {
+    explicit DeviceFixture(std::string tag) : path(test::temp_socket_path(tag)), backend(path, backend_config()) {
+        REQUIRE(::ftruncate(ram_fd.get(), kRamSize) == 0);
+        REQUIRE(ram.add(MemoryRegion{0, kRamSize, 0x10000000, 0}, ram_fd.get(), 1).has_value());
+        VhostMemoryRegion region{GuestAddress(0), kRamSize, ram.span(GuestAddress(0), 0)->data(), ram_fd.get(), 0};
+        auto config = vhost_user_generic_config(path, 42, 1);
+        config.shm_base = GuestAddress(0x100000000);
+        config.timeout = Millis(3000);
+        device = std::move(VhostUserDevice::connect(config, {region}, io).value());
+    }
+    ActivateContext context() {
+        QueueConfig queue{64, true, GuestAddress(0x1000), GuestAddress(0x2000), GuestAddress(0x3000)};
+        return ActivateContext{ram, {queue}, {kick.get()}, irq.get(), interrupt, io, 1ull << 32};
+    }
+
+    std::string path;
+    test::BackendThread backend;
+    asio::io_context io;
+    UniqueFd ram_fd{::memfd_create("kite-ram", MFD_CLOEXEC)};
+    BackendMemory ram;
+    UniqueFd kick = test::make_eventfd();
+    UniqueFd irq = test::make_eventfd();
+    RecordingInterrupt interrupt;
+    std::unique_ptr<VhostUserDevice> device;
+};
+
+}  // namespace
+
+TEST_CASE("a vhost-user device reports its id, hides the protocol feature bit and places shm region 0") {
+    DeviceFixture f("dev-id");
+    auto regions = f.device->shm_regions();
+    CHECK(f.device->device_id() == 42);
+    CHECK((f.device->device_features() & kFeatureProtocolFeatures) == 0);
+    CHECK((f.device->device_features() & (1ull << 32)) != 0);
+    CHECK(f.device->interrupt_status_always_used());
+    REQUIRE(regions.size() == 1);
+    CHECK(regions[0].base == GuestAddress(0x100000000));
+    CHECK(regions[0].size == 64 * kPage);
+    CHECK(f.device->shm_table().window(0) != nullptr);
+}
+
+TEST_CASE("a vhost-user device reads its config space from the back-end, zero beyond it") {
+    DeviceFixture f("dev-config");
+    std::vector<uint8_t> data(4);
+    f.device->read_config(0, data);
+    CHECK(data == std::vector<uint8_t>{0xaa, 0xbb, 0, 0});
+    f.device->read_config(1000, data);
+    CHECK(data == std::vector<uint8_t>{0, 0, 0, 0});
+}
+
+TEST_CASE("activate hands memory, rings, kick and irq fds to the back-end and sets DRIVER_OK") {
+    DeviceFixture f("dev-activate");
+    REQUIRE(f.device->activate(f.context()).has_value());
+    auto state = f.backend.post([](Backend& b) {
+        auto& r = b.vrings()[0];
+        return std::tuple(r.num, r.enabled, r.queue.has_value(), r.kick.valid(), r.call.valid(), b.status(),
+                          b.memory().region_count());
+    });
+    CHECK(state.get() == std::tuple(64u, true, true, true, true, uint8_t{0x0f}, size_t{1}));
+}
+
+TEST_CASE("a config change from the back-end raises a config interrupt after activate") {
+    DeviceFixture f("dev-cfgchange");
+    REQUIRE(f.device->activate(f.context()).has_value());
+    auto sent = f.backend.post([](Backend& b) { return b.config_change(); });
+    while (sent.wait_for(std::chrono::milliseconds(1)) != std::future_status::ready) f.io.run_for(std::chrono::milliseconds(5));
+    CHECK(sent.get().has_value());
+    CHECK(f.interrupt.config_changes == 1);
+}
+
+TEST_CASE("reset stops the rings and drops every shm mapping") {
+    DeviceFixture f("dev-reset");
+    REQUIRE(f.device->activate(f.context()).has_value());
+    auto map = f.backend.post([](Backend& b) {
+        auto fd = test::pattern_memfd(kPage, 1);
+        return b.shmem_map(0, fd.get(), 0, 0, kPage, 0);
+    });
+    while (map.wait_for(std::chrono::milliseconds(1)) != std::future_status::ready) f.io.run_for(std::chrono::milliseconds(5));
+    REQUIRE(map.get().has_value());
+    REQUIRE(f.device->shm_table().window(0)->mappings().size() == 1);
+
+    f.device->reset();
+
+    auto started = f.backend.post([](Backend& b) { return std::pair(b.vrings()[0].started, b.status()); });
+    CHECK(started.get() == std::pair(false, uint8_t{0}));
+    CHECK(f.device->shm_table().window(0)->mappings().empty());
+}
+
+TEST_CASE("virtio-fs config carries the tag and one request queue; an overlong tag is refused") {
+    auto config = vhost_user_fs_config("/tmp/x.sock", "myfs", 16 * kPage);
+    REQUIRE(config.has_value());
+    CHECK(config->device_id == 26);
+    CHECK(config->num_queues == 2);
+    CHECK(std::string(reinterpret_cast<const char*>(config->local_config.data())) == "myfs");
+    CHECK(config->local_config[36] == 1);
+    CHECK(config->local_shm_sizes == std::vector<uint64_t>{16 * kPage});
+    CHECK_FALSE(vhost_user_fs_config("/tmp/x.sock", std::string(37, 'a')).has_value());
+}

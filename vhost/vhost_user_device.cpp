@@ -1,0 +1,215 @@
+#include "vhost/vhost_user_device.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+namespace kite::vhost {
+
+namespace {
+
+constexpr uint64_t kShmAlign = 2ull << 20;
+constexpr uint32_t kIdBlock = 2;
+constexpr uint32_t kIdFs = 26;
+constexpr uint8_t kStatusDriverOk = 4;
+
+// Features a virtio-mmio driver must not see even if the back-end offers them: the vhost-user protocol bit,
+// VHOST_F_LOG_ALL (26, migration logging), ACCESS_PLATFORM (33, no IOMMU here), RING_PACKED (34, rings are
+// passed as split rings), NOTIFICATION_DATA (38, the kick eventfd carries no data).
+constexpr uint64_t kHiddenFeatures = kFeatureProtocolFeatures | (1ull << 26) | (1ull << 33) | (1ull << 34) | (1ull << 38);
+
+uint64_t align_up(uint64_t value, uint64_t align) { return (value + align - 1) / align * align; }
+
+}  // namespace
+
+VhostUserDevice::VhostUserDevice(VhostUserDeviceConfig config, std::vector<VhostMemoryRegion> memory)
+    : config_(std::move(config)), memory_(std::move(memory)) {}
+
+VhostUserDevice::~VhostUserDevice() = default;
+
+Result<std::unique_ptr<VhostUserDevice>> VhostUserDevice::connect(VhostUserDeviceConfig config,
+                                                                 std::vector<VhostMemoryRegion> memory,
+                                                                 asio::io_context& io) {
+    std::unique_ptr<VhostUserDevice> device(new VhostUserDevice(std::move(config), std::move(memory)));
+    if (auto ok = device->setup(io); !ok)
+        return fail(fmt::format("vhost-user device at '{}': {}", device->config_.socket_path, ok.error().message));
+    return device;
+}
+
+Result<void> VhostUserDevice::setup(asio::io_context& io) {
+    FrontendOptions options{config_.timeout, config_.trace};
+    auto frontend = Frontend::connect(config_.socket_path, config_.connect_timeout, options);
+    if (!frontend) return std::unexpected(frontend.error());
+    frontend_ = std::move(*frontend);
+    auto features = frontend_->get_features();
+    if (!features) return std::unexpected(features.error());
+    backend_features_ = *features;
+    if (backend_features_ & kFeatureProtocolFeatures) {
+        auto agreed = frontend_->negotiate_protocol_features();
+        if (!agreed) return std::unexpected(agreed.error());
+    }
+    if (auto ok = frontend_->set_owner(); !ok) return ok;
+    if (frontend_->has(protocol_feature::kMq)) {
+        auto queues = frontend_->get_queue_num();
+        if (!queues) return std::unexpected(queues.error());
+        if (*queues < config_.num_queues)
+            return fail(fmt::format("back-end supports {} queues, {} configured", *queues, config_.num_queues));
+    }
+
+    std::vector<uint64_t> sizes = config_.local_shm_sizes;
+    if (frontend_->has(protocol_feature::kShmem)) {
+        auto shm = frontend_->get_shmem_config();
+        if (!shm) return std::unexpected(shm.error());
+        sizes = std::move(*shm);
+    }
+    uint64_t next = config_.shm_base.value();
+    for (size_t id = 0; id < sizes.size() && id < kMaxShmRegions; ++id) {
+        if (sizes[id] == 0) continue;
+        if (auto ok = shm_->add_region(static_cast<uint8_t>(id), sizes[id]); !ok) return ok;
+        next = align_up(next, kShmAlign);
+        regions_.push_back(ShmRegion{static_cast<uint8_t>(id), GuestAddress(next), sizes[id]});
+        next += sizes[id];
+    }
+
+    if (frontend_->has(protocol_feature::kBackendReq)) {
+        BackendChannel::Options channel;
+        channel.shm = shm_.get();
+        channel.on_config_change = [this] { config_changed(); };
+        channel.on_closed = [this] { spdlog::warn("vhost-user '{}': back-end closed its channel", config_.socket_path); };
+        auto opened = frontend_->open_backend_channel(std::move(channel));
+        if (!opened) return std::unexpected(opened.error());
+        (*opened)->start(io);
+    }
+
+    if (!config_.local_config.empty()) {
+        config_cache_ = config_.local_config;
+    } else if (frontend_->has(protocol_feature::kConfig)) {
+        auto config = frontend_->get_config(0, kMaxConfigSize);
+        if (!config) return std::unexpected(config.error());
+        config_cache_ = std::move(*config);
+    }
+    return {};
+}
+
+uint64_t VhostUserDevice::shm_span() const {
+    if (regions_.empty()) return 0;
+    return regions_.back().base.value() + regions_.back().size - config_.shm_base.value();
+}
+
+uint64_t VhostUserDevice::device_features() const { return backend_features_ & ~kHiddenFeatures; }
+
+std::vector<uint16_t> VhostUserDevice::queue_max_sizes() const {
+    return std::vector<uint16_t>(config_.num_queues, config_.queue_size);
+}
+
+void VhostUserDevice::read_config(uint64_t offset, std::span<uint8_t> data) {
+    // guest-controlled: offset and size; bytes outside the cached config read as zero.
+    std::fill(data.begin(), data.end(), 0);
+    if (offset >= config_cache_.size()) return;
+    size_t n = std::min<size_t>(data.size(), config_cache_.size() - offset);
+    std::memcpy(data.data(), config_cache_.data() + offset, n);
+}
+
+void VhostUserDevice::write_config(uint64_t offset, std::span<const uint8_t> data) {
+    // guest-controlled: offset and size, checked against the config space before anything is sent.
+    if (!config_.local_config.empty() || !frontend_->has(protocol_feature::kConfig)) return;
+    if (offset > kMaxConfigSize || data.size() > kMaxConfigSize - offset) return;
+    if (auto ok = frontend_->set_config(static_cast<uint32_t>(offset), data); !ok) {
+        spdlog::warn("vhost-user '{}': SET_CONFIG: {}", config_.socket_path, ok.error().message);
+        return;
+    }
+    if (offset + data.size() > config_cache_.size()) config_cache_.resize(offset + data.size());
+    std::memcpy(config_cache_.data() + offset, data.data(), data.size());
+}
+
+void VhostUserDevice::config_changed() {
+    if (config_.local_config.empty() && frontend_->has(protocol_feature::kConfig)) {
+        auto config = frontend_->get_config(0, kMaxConfigSize);
+        if (config) config_cache_ = std::move(*config);
+    }
+    if (interrupt_ != nullptr) interrupt_->signal_config_change();
+}
+
+Result<void> VhostUserDevice::set_up_memory_table() {
+    std::vector<MemoryRegionFd> regions;
+    for (const auto& r : memory_)
+        regions.push_back(MemoryRegionFd{{r.guest_addr.value(), r.size, reinterpret_cast<uint64_t>(r.host), r.fd_offset}, r.fd});
+    return frontend_->set_mem_table(regions);
+}
+
+Result<void> VhostUserDevice::activate(ActivateContext ctx) {
+    uint64_t features = ctx.driver_features | (backend_features_ & kFeatureProtocolFeatures);
+    if (auto ok = frontend_->set_features(features); !ok) return ok;
+    if (auto ok = set_up_memory_table(); !ok) return ok;
+    for (uint32_t i = 0; i < ctx.queues.size(); ++i) {
+        const QueueConfig& q = ctx.queues[i];
+        if (!q.ready) continue;
+        // The transport validated the rings against guest RAM; the back-end wants our user addresses.
+        auto desc = ctx.memory.span(q.desc, 16ull * q.size);
+        auto avail = ctx.memory.span(q.avail, 6 + 2ull * q.size);
+        auto used = ctx.memory.span(q.used, 6 + 8ull * q.size);
+        if (!desc || !avail || !used || i >= ctx.kick_fds.size()) return fail(fmt::format("queue {} is not in guest RAM", i));
+        VringAddr addr{i, 0, reinterpret_cast<uint64_t>(desc->data()), reinterpret_cast<uint64_t>(used->data()),
+                       reinterpret_cast<uint64_t>(avail->data()), 0};
+        if (auto ok = frontend_->set_vring_num(i, q.size); !ok) return ok;
+        if (auto ok = frontend_->set_vring_addr(addr); !ok) return ok;
+        if (auto ok = frontend_->set_vring_base(i, 0); !ok) return ok;
+        if (auto ok = frontend_->set_vring_call(i, ctx.irq_fd); !ok) return ok;
+        if (auto ok = frontend_->set_vring_kick(i, ctx.kick_fds[i]); !ok) return ok;
+        if (backend_features_ & kFeatureProtocolFeatures)
+            if (auto ok = frontend_->set_vring_enable(i, true); !ok) return ok;
+        started_queues_.push_back(i);
+    }
+    interrupt_ = &ctx.interrupt;
+    if (frontend_->has(protocol_feature::kStatus))
+        // ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK: where the driver is when activate() runs.
+        if (auto ok = frontend_->set_status(0x0b | kStatusDriverOk); !ok) return ok;
+    return {};
+}
+
+void VhostUserDevice::reset() {
+    interrupt_ = nullptr;
+    // GET_VRING_BASE stops each ring; then the back-end forgets the device state.
+    for (uint32_t i : started_queues_)
+        if (auto base = frontend_->get_vring_base(i); !base) spdlog::warn("vhost-user '{}': {}", config_.socket_path, base.error().message);
+    started_queues_.clear();
+    if (frontend_->has(protocol_feature::kResetDevice)) (void)frontend_->reset_device();
+    else if (frontend_->has(protocol_feature::kStatus)) (void)frontend_->set_status(0);
+    shm_->clear();
+}
+
+VhostUserDeviceConfig vhost_user_blk_config(std::string socket_path, uint16_t num_queues) {
+    VhostUserDeviceConfig config;
+    config.socket_path = std::move(socket_path);
+    config.device_id = kIdBlock;
+    config.num_queues = num_queues;
+    return config;
+}
+
+Result<VhostUserDeviceConfig> vhost_user_fs_config(std::string socket_path, const std::string& tag, uint64_t dax_window) {
+    if (tag.empty() || tag.size() > 36) return fail(fmt::format("virtio-fs tag '{}' must be 1 to 36 bytes", tag));
+    if (dax_window % 4096 != 0) return fail(fmt::format("virtio-fs DAX window {:#x} is not a page multiple", dax_window));
+    VhostUserDeviceConfig config;
+    config.socket_path = std::move(socket_path);
+    config.device_id = kIdFs;
+    config.num_queues = 2;  // hiprio + one request queue
+    config.queue_size = 1024;
+    // struct virtio_fs_config { u8 tag[36]; le32 num_request_queues; }
+    config.local_config.assign(40, 0);
+    std::memcpy(config.local_config.data(), tag.data(), tag.size());
+    config.local_config[36] = 1;
+    if (dax_window != 0) config.local_shm_sizes = {dax_window};
+    return config;
+}
+
+VhostUserDeviceConfig vhost_user_generic_config(std::string socket_path, uint32_t device_id, uint16_t num_queues) {
+    VhostUserDeviceConfig config;
+    config.socket_path = std::move(socket_path);
+    config.device_id = device_id;
+    config.num_queues = num_queues;
+    return config;
+}
+
+}  // namespace kite::vhost
