@@ -126,10 +126,11 @@ install -m 0644 "$K/boot/vmlinuz-$KVER" "$ASSETS/vmlinuz"
 install -m 0644 "$KC/boot/vmlinuz-$CLOUD_KVER" "$ASSETS/vmlinuz-cloud"
 
 # ---- vmlinux: the ELF inside the bzImage payload -----------------------------------------------------
-# CONFIG_KERNEL_XZ: the payload is one xz stream; find its magic (FD 37 7A 58 5A 00) and decompress it.
+# CONFIG_KERNEL_XZ: the payload is one xz stream; find its magic (FD 37 7A 58 5A 00; bash strings stop at
+# the NUL, the first five bytes are enough) and decompress it.
 extract_vmlinux() {
   local bz=$1 out=$2 off
-  off=$(grep -abo $'\xfd7zXZ\x00' "$bz" | head -n1 | cut -d: -f1 || true)
+  off=$(LC_ALL=C grep -abo $'\xfd7zXZ' "$bz" | head -n1 | cut -d: -f1 || true)
   [[ -n $off ]] || die "no xz stream in $bz"
   tail -c +$((off + 1)) "$bz" | xz -dc --single-stream > "$out.tmp" 2>/dev/null || true
   [[ $(head -c 4 "$out.tmp" | od -An -tx1 | tr -d ' \n') == 7f454c46 ]] || die "payload of $bz is not an ELF"
