@@ -6,7 +6,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <asio.hpp>
+#include "devices/virtio/asio_loop.h"
 #include <cerrno>
 #include <spdlog/spdlog.h>
 #include <algorithm>

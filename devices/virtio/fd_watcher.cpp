@@ -3,7 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <asio.hpp>
+#include "devices/virtio/asio_loop.h"
 #include <cstdint>
 
 #include "memory/fd.h"

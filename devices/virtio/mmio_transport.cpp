@@ -3,7 +3,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <asio.hpp>
+#include "devices/virtio/asio_loop.h"
 #include <cstring>
 
 #include "devices/virtio/queue.h"

@@ -4,7 +4,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <asio.hpp>
+#include "devices/virtio/asio_loop.h"
 #include <cstddef>
 #include <cstdint>
 #include <vector>

@@ -5,7 +5,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <asio.hpp>
+#include "devices/virtio/asio_loop.h"
 #include <chrono>
 #include <vector>
 

@@ -2,7 +2,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <asio.hpp>
+#include "devices/virtio/asio_loop.h"
 
 #include "devices/virtio/mmio_transport.h"
 #include "devices/virtio/spec.h"
