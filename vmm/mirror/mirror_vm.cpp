@@ -19,7 +19,6 @@ namespace {
 
 constexpr int kCapVmCopyEncContextFrom = 197;
 constexpr uint64_t kVmTypeSev = 1ull << 2;
-constexpr uint64_t kPrivateEnd = KITE_MIRROR_PRIVATE_BASE + KITE_MIRROR_PRIVATE_SIZE;
 
 bool host_has_sev(const Kvm& kvm) {
     auto types = kvm.check_extension(kKvmCapVmTypes);
