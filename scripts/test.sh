@@ -86,7 +86,8 @@ unit() { # NAME DIR
       test=${BASH_REMATCH[1]} verdict=${BASH_REMATCH[3]} any=1
       case $verdict in
         Passed) record PASS "$name/$test" ;;
-        Skipped|Not) record SKIP "$name/$test" "skipped by ctest" ;;
+        Skipped) record SKIP "$name/$test" "skipped (e.g. needs /dev/kvm; runs in the sandbox step)" ;;
+        Not) record FAIL "$name/$test" "not run: not built (see $LOGS/build-$name.log)" ;;
         *) record FAIL "$name/$test" "$verdict (see $log)" ;;
       esac
     done < "$log"
