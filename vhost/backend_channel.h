@@ -68,7 +68,8 @@ public:
     BackendChannel(const BackendChannel&) = delete;
     BackendChannel& operator=(const BackendChannel&) = delete;
 
-    // Serves requests from `io` (the VMM thread's loop) whenever the socket is readable.
+    // Serves requests from `io` (the VMM thread's loop) whenever the socket is readable. `io` must outlive
+    // the channel.
     void start(asio::io_context& io);
     // Serves every request that is already waiting, without blocking for new ones. False once closed.
     bool serve_pending();

@@ -207,8 +207,8 @@ TEST_CASE("the back-end hanging up closes the channel and drops every mapping") 
 }
 
 TEST_CASE("the channel serves requests from the asio loop") {
+    asio::io_context io;  // outlives the channel, as the VMM's loop does
     Fixture f;
-    asio::io_context io;
     f.channel->start(io);
     REQUIRE(f.peer->send(2, kAsk, {}).has_value());
     io.run_for(std::chrono::milliseconds(100));
