@@ -1,5 +1,7 @@
 #include "vmm/kvm.h"
 
+#include "vmm/kvm_uapi.h"
+
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -112,26 +114,26 @@ Result<VmFd> Kvm::create_vm(unsigned long type) const {
 }
 
 Result<std::vector<kvm_cpuid_entry2>> Kvm::supported_cpuid() const {
-    constexpr size_t kMax = 256;
-    auto buf = std::make_unique<uint8_t[]>(sizeof(kvm_cpuid2) + kMax * sizeof(kvm_cpuid_entry2));
-    auto* cpuid = reinterpret_cast<kvm_cpuid2*>(buf.get());
-    cpuid->nent = kMax;
-    if (xioctl(fd_.get(), KVM_GET_SUPPORTED_CPUID, cpuid) < 0)
+    constexpr uint32_t kMax = 256;
+    std::vector<uint8_t> buf(sizeof(uapi::Cpuid2Header) + kMax * sizeof(kvm_cpuid_entry2));
+    auto* header = reinterpret_cast<uapi::Cpuid2Header*>(buf.data());
+    header->nent = kMax;
+    if (xioctl(fd_.get(), uapi::kGetSupportedCpuid, buf.data()) < 0)
         return std::unexpected(errno_error("KVM_GET_SUPPORTED_CPUID"));
-    return std::vector<kvm_cpuid_entry2>(cpuid->entries, cpuid->entries + cpuid->nent);
+    std::vector<kvm_cpuid_entry2> out(header->nent);
+    std::memcpy(out.data(), buf.data() + sizeof(uapi::Cpuid2Header), out.size() * sizeof(kvm_cpuid_entry2));
+    return out;
 }
 
 Result<std::vector<uint32_t>> Kvm::msr_index_list() const {
-    kvm_msr_list probe{};
-    probe.nmsrs = 0;
-    if (xioctl(fd_.get(), KVM_GET_MSR_INDEX_LIST, &probe) < 0 && errno != E2BIG)
+    uapi::MsrListHeader probe{0};
+    if (xioctl(fd_.get(), uapi::kGetMsrIndexList, &probe) < 0 && errno != E2BIG)
         return std::unexpected(errno_error("KVM_GET_MSR_INDEX_LIST"));
-    auto buf = std::make_unique<uint32_t[]>(1 + probe.nmsrs);
-    auto* list = reinterpret_cast<kvm_msr_list*>(buf.get());
-    list->nmsrs = probe.nmsrs;
-    if (xioctl(fd_.get(), KVM_GET_MSR_INDEX_LIST, list) < 0)
+    std::vector<uint32_t> buf(1 + probe.nmsrs);
+    buf[0] = probe.nmsrs;
+    if (xioctl(fd_.get(), uapi::kGetMsrIndexList, buf.data()) < 0)
         return std::unexpected(errno_error("KVM_GET_MSR_INDEX_LIST"));
-    return std::vector<uint32_t>(list->indices, list->indices + list->nmsrs);
+    return std::vector<uint32_t>(buf.begin() + 1, buf.begin() + 1 + buf[0]);
 }
 
 bool Kvm::is_pvm() {
@@ -316,38 +318,33 @@ KITE_VCPU_GETSET(kvm_mp_state, get_mp_state, set_mp_state, KVM_GET_MP_STATE, KVM
 #undef KITE_VCPU_GETSET
 
 Result<void> VcpuFd::set_cpuid(const std::vector<kvm_cpuid_entry2>& entries) const {
-    auto buf = std::make_unique<uint8_t[]>(sizeof(kvm_cpuid2) + entries.size() * sizeof(kvm_cpuid_entry2));
-    auto* cpuid = reinterpret_cast<kvm_cpuid2*>(buf.get());
-    cpuid->nent = static_cast<uint32_t>(entries.size());
-    std::memcpy(cpuid->entries, entries.data(), entries.size() * sizeof(kvm_cpuid_entry2));
-    return call(fd_.get(), KVM_SET_CPUID2, cpuid, "KVM_SET_CPUID2");
+    std::vector<uint8_t> buf(sizeof(uapi::Cpuid2Header) + entries.size() * sizeof(kvm_cpuid_entry2));
+    reinterpret_cast<uapi::Cpuid2Header*>(buf.data())->nent = static_cast<uint32_t>(entries.size());
+    std::memcpy(buf.data() + sizeof(uapi::Cpuid2Header), entries.data(), entries.size() * sizeof(kvm_cpuid_entry2));
+    return call(fd_.get(), uapi::kSetCpuid2, buf.data(), "KVM_SET_CPUID2");
 }
 
 namespace {
-std::unique_ptr<uint8_t[]> msr_buffer(size_t n) {
-    auto buf = std::make_unique<uint8_t[]>(sizeof(kvm_msrs) + n * sizeof(kvm_msr_entry));
-    std::memset(buf.get(), 0, sizeof(kvm_msrs) + n * sizeof(kvm_msr_entry));
+// struct kvm_msrs in its C layout: header, then the entries.
+std::vector<uint8_t> msrs_buffer(const std::vector<kvm_msr_entry>& entries) {
+    std::vector<uint8_t> buf(sizeof(uapi::MsrsHeader) + entries.size() * sizeof(kvm_msr_entry));
+    reinterpret_cast<uapi::MsrsHeader*>(buf.data())->nmsrs = static_cast<uint32_t>(entries.size());
+    std::memcpy(buf.data() + sizeof(uapi::MsrsHeader), entries.data(), entries.size() * sizeof(kvm_msr_entry));
     return buf;
 }
 }  // namespace
 
 Result<size_t> VcpuFd::get_msrs(std::vector<kvm_msr_entry>& entries) const {
-    auto buf = msr_buffer(entries.size());
-    auto* msrs = reinterpret_cast<kvm_msrs*>(buf.get());
-    msrs->nmsrs = static_cast<uint32_t>(entries.size());
-    std::memcpy(msrs->entries, entries.data(), entries.size() * sizeof(kvm_msr_entry));
-    int n = xioctl(fd_.get(), KVM_GET_MSRS, msrs);
+    auto buf = msrs_buffer(entries);
+    int n = xioctl(fd_.get(), uapi::kGetMsrs, buf.data());
     if (n < 0) return std::unexpected(errno_error("KVM_GET_MSRS"));
-    std::memcpy(entries.data(), msrs->entries, entries.size() * sizeof(kvm_msr_entry));
+    std::memcpy(entries.data(), buf.data() + sizeof(uapi::MsrsHeader), entries.size() * sizeof(kvm_msr_entry));
     return static_cast<size_t>(n);
 }
 
 Result<size_t> VcpuFd::set_msrs(const std::vector<kvm_msr_entry>& entries) const {
-    auto buf = msr_buffer(entries.size());
-    auto* msrs = reinterpret_cast<kvm_msrs*>(buf.get());
-    msrs->nmsrs = static_cast<uint32_t>(entries.size());
-    std::memcpy(msrs->entries, entries.data(), entries.size() * sizeof(kvm_msr_entry));
-    int n = xioctl(fd_.get(), KVM_SET_MSRS, msrs);
+    auto buf = msrs_buffer(entries);
+    int n = xioctl(fd_.get(), uapi::kSetMsrs, buf.data());
     if (n < 0) return std::unexpected(errno_error("KVM_SET_MSRS"));
     return static_cast<size_t>(n);
 }
