@@ -29,7 +29,7 @@ die() { echo "[setup] error: $*" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || die "run as root (sudo scripts/setup.sh)"
 
 PACKAGES=(
-  build-essential cmake ninja-build pkg-config git clang-14 libclang-rt-14-dev
+  build-essential cmake ninja-build pkg-config git clang-16 libclang-rt-16-dev
   libyaml-cpp-dev libasio-dev doctest-dev libcli11-dev libspdlog-dev libfmt-dev liburing-dev libseccomp-dev
   nlohmann-json3-dev
   qemu-system-x86 qemu-utils qemu-system-common qemu-system-data seabios

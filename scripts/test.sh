@@ -4,7 +4,7 @@
 #   sudo scripts/test.sh
 #
 # 1. scripts/setup.sh (packages, guest assets; cached)
-# 2. builds: build/ (normal), build-asan/ (-DKITE_SANITIZE=ON), build-fuzz/ (clang-14, -DKITE_FUZZ=ON)
+# 2. builds: build/ (normal), build-asan/ (-DKITE_SANITIZE=ON), build-fuzz/ (clang-16, -DKITE_FUZZ=ON, fuzz targets only)
 # 3. unit tests: ctest in build/ and build-asan/
 # 4. every fuzz_* target for $FUZZ_SECONDS (10) from an empty corpus plus tests/fuzz/corpus/<name>/
 # 5. in the KVM sandbox (scripts/sandbox.sh), one boot: tests/guest/run_guest_tests.sh under the ASan
@@ -57,7 +57,7 @@ build() { # NAME DIR CMAKE-ARGS... (CC/CXX from the environment)
   local name=$1 dir=$2; shift 2
   step_start "build $name"
   if cmake -S "$ROOT" -B "$dir" -G Ninja "$@" > "$LOGS/configure-$name.log" 2>&1 &&
-     cmake --build "$dir" -j "$JOBS" -- -k 0 > "$LOGS/build-$name.log" 2>&1; then
+     cmake --build "$dir" -j "$JOBS" ${BUILD_TARGET:+--target $BUILD_TARGET} -- -k 0 > "$LOGS/build-$name.log" 2>&1; then
     record PASS "build-$name"
   else
     tail -n 40 "$LOGS/configure-$name.log" "$LOGS/build-$name.log" 2>/dev/null
@@ -68,7 +68,7 @@ build() { # NAME DIR CMAKE-ARGS... (CC/CXX from the environment)
 if wants build; then
   build normal build
   build asan build-asan -DKITE_SANITIZE=ON
-  CC=clang-14 CXX=clang++-14 build fuzz build-fuzz -DKITE_FUZZ=ON
+  CC=clang-16 CXX=clang++-16 BUILD_TARGET=fuzz_all build fuzz build-fuzz -DKITE_FUZZ=ON
 fi
 
 # ---- 3. unit tests --------------------------------------------------------------------------------------
