@@ -146,7 +146,8 @@ poweroff -f
 QEMU_FIRMWARE=(qboot.rom bios-microvm.bin linuxboot_dma.bin linuxboot.bin pvh.bin multiboot_dma.bin
                kvmvapic.bin bios-256k.bin)
 BASE_BINS=(/usr/bin/qemu-system-x86_64 /usr/bin/qemu-system-x86_64-microvm /usr/bin/qemu-storage-daemon
-           /usr/lib/qemu/virtiofsd /usr/sbin/mke2fs /usr/bin/bash /usr/bin/time /usr/bin/qemu-img /usr/bin/cksum)
+           /usr/lib/qemu/virtiofsd /usr/sbin/mke2fs /usr/bin/bash /usr/bin/time /usr/bin/qemu-img /usr/bin/cksum
+           /usr/sbin/e2fsck /usr/sbin/debugfs)
 base_inputs() {
   echo "$OUTER_INIT"
   declare -f stage_bin

@@ -86,10 +86,11 @@ CLOUD_KVER=${CLOUD_PKG#linux-image-}
 
 # ---- cache key -----------------------------------------------------------------------------------------
 # Assets depend on the kernel versions, this script and the guest test scripts packed into the initrd.
-guest_inputs=("${BASH_SOURCE[0]}")
+guest_inputs=("${BASH_SOURCE[0]}" /sbin/mke2fs)
 shopt -s nullglob
 guest_inputs+=("$ROOT"/tests/e2e/guest/*.sh)
 shopt -u nullglob
+guest_inputs+=("$ROOT"/examples/shmem-guest-check/main.cpp "$ROOT"/examples/shmem-backend/pattern.h)
 KEY=$( { echo "$KVER $CLOUD_KVER"; cat "${guest_inputs[@]}"; } | sha256sum | cut -c1-16)
 STAMP=$ASSETS/.stamp
 if [[ -f $STAMP && $(cat "$STAMP") == "$KEY" && -f $ASSETS/initrd.gz && -f $ASSETS/vmlinux ]]; then
@@ -187,6 +188,16 @@ for pair in "$K:$KVER" "$KC:$CLOUD_KVER"; do
   log "  $kver: ${#mods[@]} modules"
 done
 
+# The real mkfs.ext4 (e2fsprogs' mke2fs; busybox's mke2fs makes ext2 only) with its shared libraries.
+cp -L /sbin/mke2fs "$R/sbin/mke2fs.e2fsprogs"
+ln -sf mke2fs.e2fsprogs "$R/sbin/mkfs.ext4"
+cp /etc/mke2fs.conf "$R/etc/"
+for lib in $(ldd /sbin/mke2fs | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
+  case $lib in */ld-linux*) dir=lib64 ;; *) dir=lib/x86_64-linux-gnu ;; esac
+  mkdir -p "$R/$dir"
+  cp -L "$lib" "$R/$dir/"
+done
+
 cat > "$R/etc/inittab" <<'EOF'
 ::sysinit:/etc/init.d/rcS
 ::respawn:/bin/cttyhack /bin/sh -l
@@ -245,6 +256,10 @@ chmod +x "$R/etc/init.d/rcS"
 shopt -s nullglob
 for t in "$ROOT"/tests/e2e/guest/*.sh; do install -m 0755 "$t" "$R/tests/"; done
 shopt -u nullglob
+
+# The SHMEM demo's guest-side check (examples/shmem-guest-check), static, as /bin/shmem-guest-check.
+g++ -std=c++2b -O2 -static -I"$ROOT" -o "$R/bin/shmem-guest-check" "$ROOT/examples/shmem-guest-check/main.cpp" ||
+  die "cannot build examples/shmem-guest-check"
 
 (cd "$R" && find . -print0 | sort -z | cpio --null -o -H newc -R 0:0 --quiet) | gzip -6 > "$ASSETS/initrd.gz.tmp"
 mv "$ASSETS/initrd.gz.tmp" "$ASSETS/initrd.gz"

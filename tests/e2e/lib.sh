@@ -28,7 +28,8 @@ vmm_command() {
     return
   fi
   # QEMU microvm with the same guest: kernel, initrd, cmdline, memory, vCPUs; debug-exit at 0x501.
-  local kernel="" initrd="" cmdline="" memory=512M vcpus=1
+  local kernel="" initrd="" cmdline="" memory=512M vcpus=1 serial=stdio
+  local -a devices=() # virtio devices (--disk, --net, --rng, --console), in command-line order
   while [[ $# -gt 0 ]]; do
     case $1 in
       --kernel) kernel=$2; shift 2 ;;
@@ -36,16 +37,54 @@ vmm_command() {
       --cmdline) cmdline=$2; shift 2 ;;
       --memory) memory=$2; shift 2 ;;
       --vcpus) vcpus=$2; shift 2 ;;
-      --serial) [[ $2 == stdio ]] || { echo "vmm_command: qemu adapter supports --serial stdio only" >&2; return 1; }
+      --serial) case $2 in stdio) serial=stdio ;; off) serial=none ;; file:*) serial=$2 ;;
+                  *) echo "vmm_command: qemu adapter: --serial $2 (want stdio|off|file:PATH)" >&2; return 1 ;; esac
                 shift 2 ;;
+      --disk|--net|--console) qemu_virtio_device "$1" "$2" "${#devices[@]}" || return 1; shift 2 ;;
+      --rng) qemu_virtio_device --rng "" "${#devices[@]}" || return 1; shift ;;
       --boot-protocol) shift 2 ;; # QEMU picks PVH for an ELF with the PVH note, bzImage otherwise
       *) echo "vmm_command: qemu adapter does not know $1" >&2; return 1 ;;
     esac
   done
   VMM_CMD=("${QEMU_BIN:-$QEMU}" -M microvm,acpi=on -enable-kvm -cpu host -m "$memory" -smp "$vcpus"
-           -nodefaults -no-user-config -nographic -no-reboot -serial stdio
-           -device isa-debug-exit,iobase=0x501,iosize=1 -kernel "$kernel" -append "$cmdline")
+           -nodefaults -no-user-config -nographic -no-reboot -serial "$serial"
+           -device isa-debug-exit,iobase=0x501,iosize=1 -kernel "$kernel" -append "$cmdline" "${devices[@]}")
   [[ -z $initrd ]] || VMM_CMD+=(-initrd "$initrd")
+}
+
+# qemu_virtio_device FLAG SPEC N : appends to the caller's array `devices` the microvm (virtio-mmio)
+# options for kite's --disk PATH[,readonly][,id=ID] | --net tap=NAME[,mac=MAC] | --rng |
+# --console stdio|off|file:PATH; N makes the ids unique.
+qemu_virtio_device() {
+  local flag=$1 spec=$2 n=$3 item path="" readonly="" id="" tap="" mac=""
+  local -a items=()
+  case $flag in
+    --disk)
+      IFS=, read -r -a items <<<"$spec"
+      path=${items[0]}
+      for item in "${items[@]:1}"; do
+        case $item in readonly) readonly=,readonly=on ;; id=*) id=,serial=${item#id=} ;; engine=*) ;;
+          *) echo "vmm_command: qemu adapter: --disk item $item" >&2; return 1 ;; esac
+      done
+      devices+=(-drive "file=$path,format=raw,if=none,id=disk$n$readonly" -device "virtio-blk-device,drive=disk$n$id") ;;
+    --net)
+      IFS=, read -r -a items <<<"$spec"
+      for item in "${items[@]}"; do
+        case $item in tap=*) tap=${item#tap=} ;; mac=*) mac=,mac=${item#mac=} ;;
+          *) echo "vmm_command: qemu adapter: --net item $item" >&2; return 1 ;; esac
+      done
+      devices+=(-netdev "tap,id=net$n,ifname=$tap,script=no,downscript=no" -device "virtio-net-device,netdev=net$n$mac") ;;
+    --rng)
+      devices+=(-object "rng-random,id=rng$n,filename=/dev/urandom" -device "virtio-rng-device,rng=rng$n") ;;
+    --console)
+      case $spec in
+        stdio) devices+=(-chardev "stdio,id=con$n") ;;
+        off) devices+=(-chardev "null,id=con$n") ;;
+        file:*) devices+=(-chardev "file,id=con$n,path=${spec#file:}") ;;
+        *) echo "vmm_command: qemu adapter: --console $spec" >&2; return 1 ;;
+      esac
+      devices+=(-device virtio-serial-device -device "virtconsole,chardev=con$n") ;;
+  esac
 }
 
 # The VMM exit status a guest's write of N to port 0x501 produces: N for kite; QEMU's isa-debug-exit
