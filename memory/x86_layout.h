@@ -54,6 +54,8 @@ public:
 
     // A window of `size` bytes (non-zero, 4 KiB aligned). Refused once the space is used up.
     Result<GuestAddress> allocate(uint64_t size);
+    // Where the next window would start (before alignment): for devices that learn their size later.
+    GuestAddress next() const { return next_; }
 
 private:
     GuestAddress next_;

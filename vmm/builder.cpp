@@ -131,13 +131,6 @@ Result<void> VmBuilder::attach_legacy_devices() {
     return vm->pio().insert(debug_exit, DebugExit::kPort, DebugExit::kPortSpan);
 }
 
-Result<void> VmBuilder::attach_devices() {
-    if (!config_.devices.empty())
-        return fail(std::string("device '") + device_kind_name(config_.devices.front()) +
-                    "' is not supported by this build yet");
-    return {};
-}
-
 Result<void> VmBuilder::write_acpi_tables() {
     AcpiConfig acpi;
     acpi.num_cpus = config_.vcpus;
@@ -163,7 +156,7 @@ Result<void> VmBuilder::load_kernel() {
     for (const auto& range : layout_->ram) in.ram.push_back(range);
     in.rsdp = rsdp_;
     auto state = boot::load_linux(vm_->ram(), in);
-    if (!state) return std::unexpected(with_context(state.error(), config_.boot.kernel));
+    if (!state) return std::unexpected(state.error());  // the loader's messages name the file
     boot_state_ = *state;
     return {};
 }

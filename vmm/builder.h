@@ -14,6 +14,13 @@
 
 namespace kite {
 
+class ShmMemslots;
+class VirtioDevice;
+class VirtioMmioTransport;
+namespace vhost {
+struct VhostUserDeviceConfig;
+}
+
 class VmBuilder {
 public:
     explicit VmBuilder(const VmConfig& config) : config_(config) {}
@@ -23,7 +30,7 @@ private:
     Result<void> create_vm();
     Result<void> setup_memory();
     Result<void> attach_legacy_devices();
-    Result<void> attach_devices();
+    Result<void> attach_devices();  // vmm/builder_devices.cpp, as are the attach() steps
     Result<void> write_acpi_tables();
     Result<void> load_kernel();
     Result<void> create_vcpus();
@@ -31,9 +38,22 @@ private:
     // Registers an interrupt line on IOAPIC pin `gsi` through an irqfd.
     Result<std::shared_ptr<IrqFdLine>> irq_line(uint32_t gsi);
 
+    Result<void> attach(const BlockConfig& config);
+    Result<void> attach(const NetConfig& config);
+    Result<void> attach(const RngConfig& config);
+    Result<void> attach(const ConsoleConfig& config);
+    Result<void> attach(const VhostUserBlkConfig& config);
+    Result<void> attach(const VhostUserFsConfig& config);
+    Result<void> attach(const VhostUserGenericConfig& config);
+    Result<void> attach_vhost_user(vhost::VhostUserDeviceConfig config);
+    Result<std::shared_ptr<VirtioMmioTransport>> add_transport(std::shared_ptr<VirtioDevice> device);
+    Result<void> shm_memslots();  // creates shm_memslots_ on first use
+
     const VmConfig& config_;
     std::unique_ptr<Vm> vm_;
     std::optional<X86Layout> layout_;
+    std::optional<ShmAllocator> shm_allocator_;   // guest space above RAM for VIRTIO shm regions
+    std::shared_ptr<ShmMemslots> shm_memslots_;   // memslots of the shm regions' mappings
     std::vector<AcpiConfig::VirtioMmio> virtio_acpi_;
     std::optional<GuestAddress> rsdp_;
     std::function<size_t(std::span<const uint8_t>)> console_input_;  // where host stdin goes
