@@ -209,9 +209,11 @@ Result<Reply> Backend::dispatch(Message& msg) {
             return fail("cannot create the inflight buffer");
         InflightDescription reply{size, 0, request.num_queues, request.queue_size, 0};
         inflight_fd_ = std::move(fd);
+        inflight_ = reply;
         return Reply(bytes_of(reply));
     }
     case R::SetInflightFd:
+        inflight_ = *payload_as<InflightDescription>(p);
         inflight_fd_ = std::move(msg.fds[0]);
         return Reply();
     default: return fail(fmt::format("{} is not supported by this back-end", frontend_req_name(msg.header.request)));

@@ -82,6 +82,9 @@ public:
     BackendMemory& memory() { return memory_; }
     std::vector<BackendVring>& vrings() { return vrings_; }
     std::span<const uint8_t> config_space() const { return config_.config_space; }
+    // The inflight buffer of GET_INFLIGHT_FD / SET_INFLIGHT_FD (-1 if none) and its last description.
+    int inflight_fd() const { return inflight_fd_.get(); }
+    const InflightDescription& inflight() const { return inflight_; }
 
 private:
     // Handles a validated request; returns the reply payload for requests that have one.
@@ -102,6 +105,7 @@ private:
     std::vector<BackendVring> vrings_;
     std::optional<Connection> channel_;
     UniqueFd inflight_fd_;
+    InflightDescription inflight_{};
     std::function<void(uint8_t)> on_status_;
 };
 

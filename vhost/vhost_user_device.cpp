@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "devices/virtio/asio_loop.h"
+
 namespace kite::vhost {
 
 namespace {
@@ -24,28 +26,38 @@ uint64_t align_up(uint64_t value, uint64_t align) { return (value + align - 1) /
 
 }  // namespace
 
-VhostUserDevice::VhostUserDevice(VhostUserDeviceConfig config, std::vector<VhostMemoryRegion> memory)
-    : config_(std::move(config)), memory_(std::move(memory)) {}
-
-VhostUserDevice::~VhostUserDevice() = default;
-
 Result<std::unique_ptr<VhostUserDevice>> VhostUserDevice::connect(VhostUserDeviceConfig config,
                                                                  std::vector<VhostMemoryRegion> memory,
                                                                  asio::io_context& io) {
     std::unique_ptr<VhostUserDevice> device(new VhostUserDevice(std::move(config), std::move(memory)));
-    if (auto ok = device->setup(io); !ok)
+    device->io_ = &io;
+    if (auto ok = device->setup(); !ok)
         return fail(fmt::format("vhost-user device at '{}': {}", device->config_.socket_path, ok.error().message));
     return device;
 }
 
-Result<void> VhostUserDevice::setup(asio::io_context& io) {
+Result<void> VhostUserDevice::setup() {
     FrontendOptions options{config_.timeout, config_.trace};
     auto frontend = Frontend::connect(config_.socket_path, config_.connect_timeout, options);
     if (!frontend) return std::unexpected(frontend.error());
     frontend_ = std::move(*frontend);
+    if (auto ok = handshake(true); !ok) return ok;
+    watch_socket();
+    return {};
+}
+
+Result<void> VhostUserDevice::handshake(bool first) {
     auto features = frontend_->get_features();
     if (!features) return std::unexpected(features.error());
-    backend_features_ = *features;
+    if (first) {
+        backend_features_ = *features;
+    } else {
+        // The driver already acked features of the first back-end; the new one must offer all of them.
+        uint64_t needed = (active_ ? active_->driver_features : 0) | (backend_features_ & kFeatureProtocolFeatures);
+        if ((needed & ~*features) != 0)
+            return fail(fmt::format("the back-end now offers features {:#x}, missing {:#x} that are in use", *features,
+                                    needed & ~*features));
+    }
     if (backend_features_ & kFeatureProtocolFeatures) {
         auto agreed = frontend_->negotiate_protocol_features();
         if (!agreed) return std::unexpected(agreed.error());
@@ -64,13 +76,20 @@ Result<void> VhostUserDevice::setup(asio::io_context& io) {
         if (!shm) return std::unexpected(shm.error());
         sizes = std::move(*shm);
     }
-    uint64_t next = config_.shm_base.value();
-    for (size_t id = 0; id < sizes.size() && id < kMaxShmRegions; ++id) {
-        if (sizes[id] == 0) continue;
-        if (auto ok = shm_->add_region(static_cast<uint8_t>(id), sizes[id]); !ok) return ok;
-        next = align_up(next, kShmAlign);
-        regions_.push_back(ShmRegion{static_cast<uint8_t>(id), GuestAddress(next), sizes[id]});
-        next += sizes[id];
+    if (first) {
+        uint64_t next = config_.shm_base.value();
+        for (size_t id = 0; id < sizes.size() && id < kMaxShmRegions; ++id) {
+            if (sizes[id] == 0) continue;
+            if (auto ok = shm_->add_region(static_cast<uint8_t>(id), sizes[id]); !ok) return ok;
+            next = align_up(next, kShmAlign);
+            regions_.push_back(ShmRegion{static_cast<uint8_t>(id), GuestAddress(next), sizes[id]});
+            next += sizes[id];
+        }
+    } else {
+        // The guest sees the regions of the first back-end; they cannot change under it.
+        for (const auto& region : regions_)
+            if (region.id >= sizes.size() || sizes[region.id] != region.size)
+                return fail(fmt::format("the back-end's shared memory region {} changed size", region.id));
     }
 
     if (frontend_->has(protocol_feature::kBackendReq)) {
@@ -80,7 +99,7 @@ Result<void> VhostUserDevice::setup(asio::io_context& io) {
         channel.on_closed = [this] { spdlog::warn("vhost-user '{}': back-end closed its channel", config_.socket_path); };
         auto opened = frontend_->open_backend_channel(std::move(channel));
         if (!opened) return std::unexpected(opened.error());
-        (*opened)->start(io);
+        (*opened)->start(*io_);
     }
 
     if (!config_.local_config.empty()) {
@@ -114,10 +133,11 @@ void VhostUserDevice::read_config(uint64_t offset, std::span<uint8_t> data) {
 
 void VhostUserDevice::write_config(uint64_t offset, std::span<const uint8_t> data) {
     // guest-controlled: offset and size, checked against the config space before anything is sent.
-    if (!config_.local_config.empty() || !frontend_->has(protocol_feature::kConfig)) return;
+    if (!online() || !config_.local_config.empty() || !frontend_->has(protocol_feature::kConfig)) return;
     if (offset > kMaxConfigSize || data.size() > kMaxConfigSize - offset) return;
     if (auto ok = frontend_->set_config(static_cast<uint32_t>(offset), data); !ok) {
         spdlog::warn("vhost-user '{}': SET_CONFIG: {}", config_.socket_path, ok.error().message);
+        check_connection(ok.error());
         return;
     }
     if (offset + data.size() > config_cache_.size()) config_cache_.resize(offset + data.size());
@@ -125,9 +145,19 @@ void VhostUserDevice::write_config(uint64_t offset, std::span<const uint8_t> dat
 }
 
 void VhostUserDevice::config_changed() {
-    if (config_.local_config.empty() && frontend_->has(protocol_feature::kConfig)) {
+    // Called while the back-end may wait for the reply to its CONFIG_CHANGE_MSG: asking it for the config
+    // now would deadlock (until the timeout). Fetch it from a handler of its own, after that reply.
+    std::weak_ptr<bool> alive = alive_;
+    asio::post(*io_, [this, alive] {
+        if (auto a = alive.lock(); a && *a) refresh_config();
+    });
+}
+
+void VhostUserDevice::refresh_config() {
+    if (online() && config_.local_config.empty() && frontend_->has(protocol_feature::kConfig)) {
         auto config = frontend_->get_config(0, kMaxConfigSize);
         if (config) config_cache_ = std::move(*config);
+        else check_connection(config.error());
     }
     if (interrupt_ != nullptr) interrupt_->signal_config_change();
 }
@@ -139,44 +169,94 @@ Result<void> VhostUserDevice::set_up_memory_table() {
     return frontend_->set_mem_table(regions);
 }
 
-Result<void> VhostUserDevice::activate(ActivateContext ctx) {
-    uint64_t features = ctx.driver_features | (backend_features_ & kFeatureProtocolFeatures);
+Result<void> VhostUserDevice::set_up_inflight() {
+    if (!frontend_->has(protocol_feature::kInflightShmfd)) return {};
+    if (!inflight_) {
+        auto buffer = frontend_->get_inflight_fd(config_.num_queues, config_.queue_size);
+        if (!buffer) return std::unexpected(buffer.error());
+        // A size of 0 is how a back-end says it keeps no inflight state.
+        if (buffer->description.mmap_size == 0) return {};
+        inflight_ = std::move(*buffer);
+    }
+    return frontend_->set_inflight_fd(inflight_->description, inflight_->fd.get());
+}
+
+Result<void> VhostUserDevice::start_device(bool fresh) {
+    const Active& a = *active_;
+    uint64_t features = a.driver_features | (backend_features_ & kFeatureProtocolFeatures);
     if (auto ok = frontend_->set_features(features); !ok) return ok;
     if (auto ok = set_up_memory_table(); !ok) return ok;
-    for (uint32_t i = 0; i < ctx.queues.size(); ++i) {
-        const QueueConfig& q = ctx.queues[i];
+    // Before the rings: a back-end resubmits inflight requests when a ring's kick fd arrives.
+    if (auto ok = set_up_inflight(); !ok) return ok;
+    started_queues_.clear();
+    for (uint32_t i = 0; i < a.queues.size(); ++i) {
+        const QueueConfig& q = a.queues[i];
         if (!q.ready) continue;
         // The transport validated the rings against guest RAM; the back-end wants our user addresses.
-        auto desc = ctx.memory.span(q.desc, 16ull * q.size);
-        auto avail = ctx.memory.span(q.avail, 6 + 2ull * q.size);
-        auto used = ctx.memory.span(q.used, 6 + 8ull * q.size);
-        if (!desc || !avail || !used || i >= ctx.kick_fds.size()) return fail(fmt::format("queue {} is not in guest RAM", i));
+        auto desc = a.memory->span(q.desc, 16ull * q.size);
+        auto avail = a.memory->span(q.avail, 6 + 2ull * q.size);
+        auto used = a.memory->span(q.used, 6 + 8ull * q.size);
+        if (!desc || !avail || !used || i >= a.kick_fds.size()) return fail(fmt::format("queue {} is not in guest RAM", i));
+        // A fresh ring starts at 0. After a reconnect the next request to process is the first one the dead
+        // back-end had not completed: the used index it last published (with INFLIGHT_SHMFD the back-end
+        // also resubmits from the inflight buffer whatever was in flight beyond that).
+        uint16_t base = 0;
+        if (!fresh) std::memcpy(&base, used->data() + 2, sizeof base);  // used->idx, little-endian
         VringAddr addr{i, 0, reinterpret_cast<uint64_t>(desc->data()), reinterpret_cast<uint64_t>(used->data()),
                        reinterpret_cast<uint64_t>(avail->data()), 0};
         if (auto ok = frontend_->set_vring_num(i, q.size); !ok) return ok;
         if (auto ok = frontend_->set_vring_addr(addr); !ok) return ok;
-        if (auto ok = frontend_->set_vring_base(i, 0); !ok) return ok;
-        if (auto ok = frontend_->set_vring_call(i, ctx.irq_fd); !ok) return ok;
-        if (auto ok = frontend_->set_vring_kick(i, ctx.kick_fds[i]); !ok) return ok;
+        if (auto ok = frontend_->set_vring_base(i, base); !ok) return ok;
+        if (auto ok = frontend_->set_vring_call(i, a.irq_fd); !ok) return ok;
+        if (auto ok = frontend_->set_vring_kick(i, a.kick_fds[i]); !ok) return ok;
         if (backend_features_ & kFeatureProtocolFeatures)
             if (auto ok = frontend_->set_vring_enable(i, true); !ok) return ok;
         started_queues_.push_back(i);
     }
-    interrupt_ = &ctx.interrupt;
     if (frontend_->has(protocol_feature::kStatus))
         // ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK: where the driver is when activate() runs.
         if (auto ok = frontend_->set_status(0x0b | kStatusDriverOk); !ok) return ok;
     return {};
 }
 
+Result<void> VhostUserDevice::activate(ActivateContext ctx) {
+    active_ = Active{&ctx.memory, ctx.queues, ctx.kick_fds, ctx.irq_fd, ctx.driver_features};
+    interrupt_ = &ctx.interrupt;
+    if (!online()) {
+        // The back-end is away: the rings start when it is back (or when a new attempt finds it).
+        if (!reconnecting_ && !lost_) schedule_reconnect();
+        return {};
+    }
+    if (auto ok = start_device(true); !ok) {
+        // A back-end that died half way is replayed when it is back; a refusal is the driver's problem.
+        if (!frontend_->connected()) {
+            check_connection(ok.error());
+            return {};
+        }
+        return ok;
+    }
+    return {};
+}
+
 void VhostUserDevice::reset() {
     interrupt_ = nullptr;
+    active_.reset();
+    // Inflight requests of a reset device must not be resubmitted to the next driver.
+    inflight_.reset();
+    shm_->clear();
+    if (!online()) {
+        started_queues_.clear();
+        return;
+    }
     // GET_VRING_BASE stops each ring; then the back-end forgets the device state.
     for (uint32_t i : started_queues_)
         if (auto base = frontend_->get_vring_base(i); !base) spdlog::warn("vhost-user '{}': {}", config_.socket_path, base.error().message);
     started_queues_.clear();
-    if (frontend_->has(protocol_feature::kResetDevice)) (void)frontend_->reset_device();
-    else if (frontend_->has(protocol_feature::kStatus)) (void)frontend_->set_status(0);
+    Result<void> ok;
+    if (frontend_->has(protocol_feature::kResetDevice)) ok = frontend_->reset_device();
+    else if (frontend_->has(protocol_feature::kStatus)) ok = frontend_->set_status(0);
+    if (!ok) check_connection(ok.error());
+    else if (!frontend_->connected()) check_connection(Error{"lost during reset", ECONNRESET});
     shm_->clear();
 }
 

@@ -4,21 +4,37 @@
 // (or, for virtio-fs DAX, from the configuration) and are ShmWindows the back-end maps into with
 // SHMEM_MAP; the VMM makes them guest-visible at shm_regions()[i].base through window observers.
 //
+// Reconnect: when the back-end dies (its socket hangs up, or a request on it fails) the guest keeps running
+// and its I/O on this device waits. Every mapping the dead back-end made is dropped. The device retries the
+// socket until `reconnect_timeout` and then replays what the back-end had: features, protocol features,
+// owner, backend channel, and for an active device the memory table, the inflight buffer
+// (SET_INFLIGHT_FD with the same memfd, so the back-end resubmits what was in flight), each ring's num,
+// addresses, base (the used index read from guest memory, since GET_VRING_BASE cannot reach a dead peer),
+// call and kick fds, enable, and DRIVER_OK. No back-end within the timeout: DEVICE_NEEDS_RESET; a later
+// driver activate() tries again. See vhost_user_reconnect.cpp.
+//
 // VhostUserGeneric: any device id, config space from the back-end (GET_CONFIG) when CONFIG is negotiated.
 // VhostUserBlk: device id 2, config space from the back-end.
 // VhostUserFs: device id 26, config space (tag, request queue count) built here, optional DAX window as
 // shm region 0.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "devices/virtio/virtio_device.h"
 #include "memory/error.h"
 #include "vhost/frontend.h"
+#include "vhost/trace.h"
 #include "vhost/shm_regions.h"
+
+namespace kite {
+class FdWatcher;
+}
 
 namespace kite::vhost {
 
@@ -38,6 +54,8 @@ struct VhostUserDeviceConfig {
     uint16_t queue_size = 256;
     Millis connect_timeout = Millis(5000);
     Millis timeout = Millis(5000);
+    Millis reconnect_timeout = Millis(5000);  // after the back-end is lost; 0 = give up at once
+    Millis reconnect_interval = Millis(50);   // between connection attempts
     TraceSink trace;                     // empty = no tracing
     std::vector<uint8_t> local_config;   // used instead of GET_CONFIG when non-empty (virtio-fs)
     std::vector<uint64_t> local_shm_sizes;  // shm regions when the back-end has no SHMEM (DAX window)
@@ -65,7 +83,12 @@ public:
 
     // The host windows behind shm_regions(), for the VMM's memslot observers.
     ShmWindowTable& shm_table() { return *shm_; }
+    // Only while online().
     Frontend& frontend() { return *frontend_; }
+    // False from the moment the back-end is lost until a reconnect has replayed everything.
+    bool online() const { return frontend_ != nullptr && !lost_; }
+    // Completed reconnects since connect().
+    uint64_t reconnects() const { return reconnects_; }
     // Total guest address space the shm regions take from shm_base.
     uint64_t shm_span() const;
 
@@ -73,9 +96,38 @@ protected:
     VhostUserDevice(VhostUserDeviceConfig config, std::vector<VhostMemoryRegion> memory);
 
 private:
-    Result<void> setup(asio::io_context& io);
+    // What activate() was given, kept so a reconnect can hand it to the next back-end.
+    struct Active {
+        GuestMemory* memory = nullptr;
+        std::vector<QueueConfig> queues;
+        std::vector<int> kick_fds;  // borrowed from the transport, valid until reset()
+        int irq_fd = -1;
+        uint64_t driver_features = 0;
+    };
+
+    Result<void> setup();
+    // Features, protocol features, owner, queue count, shm config, backend channel, config space. `first`:
+    // the initial connection (creates the shm regions); afterwards the back-end must match what the guest
+    // already sees (features the driver acked, shm region sizes).
+    Result<void> handshake(bool first);
     Result<void> set_up_memory_table();
-    void config_changed();
+    // Memory table, inflight buffer, rings (base 0 when `fresh`, else the used index in guest memory),
+    // fds, enable, DRIVER_OK.
+    Result<void> start_device(bool fresh);
+    Result<void> set_up_inflight();
+    void config_changed();  // CONFIG_CHANGE_MSG: refresh_config() from a fresh handler
+    void refresh_config();
+    void watch_socket();
+    void on_socket_readable();
+    // A request on the main socket failed: if the connection is gone, start reconnecting.
+    void check_connection(const Error& error);
+    // Marks the back-end lost and tears the connection down from a fresh handler (the caller may be the
+    // backend channel itself).
+    void lose_connection(std::string why);
+    void drop_connection();
+    void schedule_reconnect();
+    void try_reconnect();
+    void give_up(const std::string& why);
 
     VhostUserDeviceConfig config_;
     std::vector<VhostMemoryRegion> memory_;
@@ -88,6 +140,19 @@ private:
     std::vector<uint8_t> config_cache_;
     std::vector<uint32_t> started_queues_;
     VirtioInterrupt* interrupt_ = nullptr;  // set by activate(), cleared by reset()
+    asio::io_context* io_ = nullptr;
+    Tracer tracer_;
+    std::optional<Active> active_;             // between activate() and reset()
+    std::optional<InflightBuffer> inflight_;   // kept across reconnects, dropped by reset()
+    std::unique_ptr<FdWatcher> socket_watcher_;
+    struct Timer;  // an asio::steady_timer, kept out of this header
+    std::unique_ptr<Timer> reconnect_timer_;
+    std::chrono::steady_clock::time_point reconnect_deadline_;
+    bool lost_ = false;          // the back-end is gone; frontend_ may still await its teardown
+    bool reconnecting_ = false;  // attempts are scheduled
+    uint64_t reconnects_ = 0;
+    // Handlers posted to the loop hold a weak copy; the destructor clears it.
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 // Config for the device kinds the VMM attaches.

@@ -98,8 +98,12 @@ TEST_CASE("a config change from the back-end raises a config interrupt after act
     REQUIRE(f.device->activate(f.context()).has_value());
     auto sent = f.backend.post([](Backend& b) { return b.config_change(); });
     while (sent.wait_for(std::chrono::milliseconds(1)) != std::future_status::ready) f.io.run_for(std::chrono::milliseconds(5));
+    // The device re-reads the config after its reply went out, then interrupts.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (f.interrupt.config_changes == 0 && std::chrono::steady_clock::now() < deadline) f.io.run_for(std::chrono::milliseconds(5));
     CHECK(sent.get().has_value());
     CHECK(f.interrupt.config_changes == 1);
+    CHECK(f.device->online());
 }
 
 TEST_CASE("reset stops the rings and drops every shm mapping") {
