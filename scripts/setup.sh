@@ -155,8 +155,8 @@ module_order() { # TREE KVER MODULE... -> relative .ko paths in load order, no d
   done | awk '!seen[$0]++' | sed "s|^$tree/lib/modules/$kver/||"
 }
 
-# Inner guest: virtio transport + devices, and ext4 for disk tests.
-GUEST_MODULES=(virtio_ring virtio virtio_mmio virtio_blk failover net_failover virtio_net virtio-rng
+# Inner guest: virtio transports (virtio_pci for QEMU comparisons) + devices, and ext4 for disk tests.
+GUEST_MODULES=(virtio_ring virtio virtio_mmio virtio_pci virtio_blk failover net_failover virtio_net virtio-rng
                virtio_console fuse virtiofs ext4)
 # Outer sandbox: KVM on AMD (in this order: irqbypass kvm ccp kvm-amd), tun for tap tests.
 SANDBOX_MODULES=(irqbypass kvm ccp kvm-amd tun)

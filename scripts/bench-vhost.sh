@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# bench-vhost.sh: vhost-user benchmarks in one sandbox run, printed as ratios.
+#   1. vhost-user-blk throughput (qemu-storage-daemon as the back-end): guest O_DIRECT sequential write and
+#      read MB/s (tests/e2e/guest/vhost_bench.sh) under kite vs QEMU (q35, vhost-user-blk-pci, guest RAM on
+#      a shared memfd), and vs kite's own virtio-blk on the same image. Target: kite >= 1.0x QEMU.
+#   2. SHMEM_MAP + SHMEM_UNMAP round trip, median microseconds as examples/shmem-backend measures it
+#      (its "bench N" command) against a running kite. Target: <= 50 us.
+# Runs interleave the VMMs; medians of BENCH_RUNS runs. The sandbox is CPU-emulated: only ratios mean much.
+#
+#   scripts/bench-vhost.sh     # KITE_BIN (default build/vmm/kite), SHMEM_BACKEND_BIN (default next to it)
+#
+# Environment: BENCH_RUNS (3), BENCH_MB (64), BENCH_SHMEM_ROUNDS (200), KITE_BIN, SHMEM_BACKEND_BIN and
+# scripts/sandbox.sh's SANDBOX_* variables. Results are the "BENCH ..." lines.
+set -uo pipefail
+
+# ---- on the host: ship this script into the sandbox --------------------------------------------------
+if [[ -z ${SANDBOX-} ]]; then
+  set -e
+  ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  cd "$ROOT"
+  scripts/setup.sh
+  export KITE_BIN=${KITE_BIN:-build/vmm/kite}
+  backend=${SHMEM_BACKEND_BIN:-$(dirname "$(dirname "$KITE_BIN")")/examples/shmem-backend/shmem-backend}
+  for b in "$KITE_BIN" "$backend"; do
+    [[ -x $b ]] || { echo "bench-vhost: no executable $b (build kite and shmem-backend, or set KITE_BIN / SHMEM_BACKEND_BIN)" >&2; exit 2; }
+  done
+  export SANDBOX_BINS="${SANDBOX_BINS-} $backend"
+  export BENCH_RUNS=${BENCH_RUNS:-3} BENCH_MB=${BENCH_MB:-64} BENCH_SHMEM_ROUNDS=${BENCH_SHMEM_ROUNDS:-200}
+  log=${SANDBOX_LOG:-$ROOT/.cache/sandbox/bench-vhost.log}
+  set +e
+  SANDBOX_LOG=$log scripts/sandbox.sh scripts/bench-vhost.sh | grep -a -E '^(BENCH|##)'
+  status=${PIPESTATUS[0]}
+  echo "(full log: $log)"
+  exit "$status"
+fi
+
+# ---- in the sandbox ------------------------------------------------------------------------------------
+RUNS=${BENCH_RUNS:-3}
+MB=${BENCH_MB:-64}
+ROUNDS=${BENCH_SHMEM_ROUNDS:-200}
+TIMEOUT=300
+CMDLINE="console=ttyS0 quiet panic=-1"
+work=$(mktemp -d)
+started=()
+trap 'for p in "${started[@]}"; do kill "$p" 2>/dev/null; done' EXIT
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.3f", a / b; else print "nan" }'; }
+value() { tr -d '\r' < "$1" | grep -a -o "^$2=[^ ]*" | tail -n1 | cut -d= -f2-; }
+wait_for() { local tries=$(($1 * 5)); shift; until "$@"; do tries=$((tries - 1)); [[ $tries -gt 0 ]] || return 1; sleep 0.2; done; }
+
+img=$work/disk.img
+truncate -s $((MB + 16))M "$img"
+sock=$work/vub.sock
+
+start_qsd() {
+  rm -f "$sock"
+  qemu-storage-daemon --blockdev "driver=file,node-name=file0,filename=$img" \
+    --export "type=vhost-user-blk,id=vub0,node-name=file0,addr.type=unix,addr.path=$sock,writable=on" \
+    >>"$work/qsd.log" 2>&1 &
+  QSD_PID=$!
+  started+=("$QSD_PID")
+  wait_for 30 test -S "$sock"
+}
+stop_qsd() { kill "$QSD_PID" 2>/dev/null; wait "$QSD_PID" 2>/dev/null; }
+
+guest_cmdline="$CMDLINE kite.test=vhost_bench kite.mb=$MB"
+run_kite_vhost() {
+  start_qsd || return 1
+  timeout -k 5 $TIMEOUT "$KITE" run --kernel "$ASSETS/vmlinuz" --initrd "$ASSETS/initrd.gz" --memory 512M --vcpus 2 \
+    --serial stdio --cmdline "$guest_cmdline" --vhost-user-blk "socket=$sock" </dev/null >"$1" 2>&1
+  stop_qsd
+}
+run_qemu_vhost() {
+  start_qsd || return 1
+  timeout -k 5 $TIMEOUT "$QEMU" -M q35,memory-backend=mem0 -enable-kvm -cpu host -m 512M -smp 2 \
+    -object memory-backend-memfd,id=mem0,size=512M,share=on -nodefaults -no-user-config -nographic -no-reboot \
+    -serial stdio -kernel "$ASSETS/vmlinuz" -initrd "$ASSETS/initrd.gz" -append "$guest_cmdline" \
+    -chardev "socket,id=vub,path=$sock" -device vhost-user-blk-pci,chardev=vub,num-queues=1 </dev/null >"$1" 2>&1
+  stop_qsd
+}
+run_kite_blk() {
+  timeout -k 5 $TIMEOUT "$KITE" run --kernel "$ASSETS/vmlinuz" --initrd "$ASSETS/initrd.gz" --memory 512M --vcpus 2 \
+    --serial stdio --cmdline "$guest_cmdline" --disk "$img" </dev/null >"$1" 2>&1
+}
+
+echo "## vhost-user-blk: $RUNS runs of $MB MiB O_DIRECT write + read, 1 MiB blocks"
+kinds=(kite_vhost qemu_vhost kite_blk)
+for ((i = 1; i <= RUNS; i++)); do
+  for kind in "${kinds[@]}"; do
+    log=$work/$kind.$i.log
+    "run_$kind" "$log"
+    w=$(value "$log" KITE-BENCH-WRITE-MBS) r=$(value "$log" KITE-BENCH-READ-MBS)
+    echo "## run $i $kind: write ${w:-?} MB/s, read ${r:-?} MB/s"
+    [[ -n $w && -n $r ]] || { echo "## $kind run $i failed; its log:"; tr -d '\r' < "$log" | tail -n 20 | sed 's/^/##   /'; }
+    echo "${w:-nan}" >> "$work/$kind.write"
+    echo "${r:-nan}" >> "$work/$kind.read"
+  done
+done
+for dir in write read; do
+  kv=$(median < "$work/kite_vhost.$dir") qv=$(median < "$work/qemu_vhost.$dir") kb=$(median < "$work/kite_blk.$dir")
+  echo "BENCH vhost-user-blk seq-$dir MB/s: kite=$kv qemu=$qv kite-virtio-blk=$kb" \
+       "ratio kite/qemu=$(ratio "$kv" "$qv") (target >= 1.0) kite-vhost/kite-virtio-blk=$(ratio "$kv" "$kb")"
+done
+
+echo "## SHMEM_MAP + SHMEM_UNMAP: $ROUNDS round trips against kite (shmem-backend's bench command)"
+ssock=$work/shm.sock
+cmds=$work/shm.cmds
+mkfifo "$cmds"
+shmem-backend --socket-path "$ssock" <"$cmds" >"$work/shm.log" 2>&1 &
+started+=($!)
+exec {cmd}>"$cmds"
+feed_fifo=$work/feed
+mkfifo "$feed_fifo"
+if wait_for 30 test -S "$ssock"; then
+  timeout -k 5 $TIMEOUT "$KITE" run --kernel "$ASSETS/vmlinuz" --initrd "$ASSETS/initrd.gz" --memory 512M --vcpus 2 \
+    --serial stdio --cmdline "$CMDLINE" --vhost-user "socket=$ssock,virtio-id=42" <"$feed_fifo" >"$work/shm-vm.log" 2>&1 &
+  vm=$!
+  exec {feed}>"$feed_fifo"
+  # Measured once the guest idles at its shell, so boot work does not compete with the VMM thread.
+  wait_for $TIMEOUT grep -a -q 'busybox shell on the console' "$work/shm-vm.log"
+  echo "bench $ROUNDS" >&"$cmd"
+  wait_for 120 grep -a -q 'shmem-backend: bench rounds' "$work/shm.log"
+  echo poweroff >&"$feed"
+  wait "$vm"
+  exec {feed}>&-
+fi
+echo quit >&"$cmd"
+exec {cmd}>&-
+line=$(grep -a 'shmem-backend: bench rounds' "$work/shm.log" | tail -n1)
+trip=$(sed -n 's/.*median_map_unmap_us=\([0-9.]*\).*/\1/p' <<<"$line")
+if [[ -n $trip ]]; then
+  echo "BENCH shmem map+unmap median_us=$trip (target <= 50) [${line#shmem-backend: bench }]"
+else
+  echo "BENCH shmem map+unmap median_us=nan (no bench result)"
+  sed 's/^/## shmem-backend: /' "$work/shm.log" | tail -n 10
+  tr -d '\r' < "$work/shm-vm.log" | tail -n 10 | sed 's/^/## kite: /'
+fi
+rm -rf "$work"
