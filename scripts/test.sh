@@ -4,7 +4,8 @@
 #   sudo scripts/test.sh
 #
 # 1. scripts/setup.sh (packages, guest assets; cached)
-# 2. builds: build/ (normal), build-asan/ (-DKITE_SANITIZE=ON), build-fuzz/ (clang-16, -DKITE_FUZZ=ON, fuzz targets only)
+# 2. builds: build/ (normal, everything), build-asan/ (-DKITE_SANITIZE=ON, target asan_all: kite and
+#    what tests/ builds, no examples), build-fuzz/ (clang-16, -DKITE_FUZZ=ON, target fuzz_all)
 # 3. unit tests: ctest in build/ and build-asan/
 # 4. every fuzz_* target for $FUZZ_SECONDS (10) from an empty corpus plus tests/fuzz/corpus/<name>/
 # 5. in the KVM sandbox (scripts/sandbox.sh), one boot: tests/guest/run_guest_tests.sh under the ASan
@@ -12,7 +13,8 @@
 # Ends with a summary whose last line is "N passed, M failed"; exits non-zero on any failure.
 #
 # Environment: E2E_VMM (kite|qemu, see below), FUZZ_SECONDS, JOBS (ninja -j, default 2),
-#              TEST_SKIP_SETUP=1 (do not run setup.sh), TEST_ONLY="build unit fuzz sandbox" (subset).
+#              TEST_SKIP_SETUP=1 (do not run setup.sh), TEST_ONLY="build unit fuzz sandbox" (subset),
+#              TEST_BUILD_PREFIX (default "build": build dirs PREFIX, PREFIX-asan, PREFIX-fuzz).
 set -uo pipefail
 # The body is one brace group: bash parses it whole before running it, so editing this file while it
 # runs cannot break a run in progress.
@@ -28,6 +30,9 @@ export E2E_VMM=${E2E_VMM:-kite}
 FUZZ_SECONDS=${FUZZ_SECONDS:-10}
 JOBS=${JOBS:-2}
 ONLY=${TEST_ONLY:-build unit fuzz sandbox}
+B=${TEST_BUILD_PREFIX:-build}
+B_ASAN=$B-asan
+B_FUZZ=$B-fuzz
 LOGS=$ROOT/.cache/test
 mkdir -p "$LOGS"
 rm -f "$LOGS"/*.log
@@ -66,9 +71,9 @@ build() { # NAME DIR CMAKE-ARGS... (CC/CXX from the environment)
   step_end "build $name"
 }
 if wants build; then
-  build normal build
-  build asan build-asan -DKITE_SANITIZE=ON
-  CC=clang-16 CXX=clang++-16 BUILD_TARGET=fuzz_all build fuzz build-fuzz -DKITE_FUZZ=ON
+  build normal "$B"
+  BUILD_TARGET=asan_all build asan "$B_ASAN" -DKITE_SANITIZE=ON
+  CC=clang-16 CXX=clang++-16 BUILD_TARGET=fuzz_all build fuzz "$B_FUZZ" -DKITE_FUZZ=ON
 fi
 
 # ---- 3. unit tests --------------------------------------------------------------------------------------
@@ -100,16 +105,16 @@ unit() { # NAME DIR
   step_end "unit tests ($name)"
 }
 if wants unit; then
-  unit normal build
+  unit normal "$B"
   ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
-    unit asan build-asan
+    unit asan "$B_ASAN"
 fi
 
 # ---- 4. fuzzing ------------------------------------------------------------------------------------------
 if wants fuzz; then
   step_start fuzz
-  mapfile -t targets < <(find build-fuzz -name 'fuzz_*' -type f -perm -u+x 2>/dev/null | sort)
-  [[ ${#targets[@]} -gt 0 ]] || record FAIL fuzz "no fuzz_* targets in build-fuzz/"
+  mapfile -t targets < <(find "$B_FUZZ" -name 'fuzz_*' -type f -perm -u+x 2>/dev/null | sort)
+  [[ ${#targets[@]} -gt 0 ]] || record FAIL fuzz "no fuzz_* targets in $B_FUZZ/"
   mkdir -p "$LOGS/fuzz-artifacts"
   for t in "${targets[@]}"; do
     name=$(basename "$t")
@@ -134,21 +139,21 @@ if wants sandbox; then
   files=(tests/e2e/suite.sh tests/e2e/linux_boot.sh tests/e2e/lib.sh)
   guest_dir=$(mktemp -d)
   if [[ -f tests/guest/run_guest_tests.sh ]]; then
-    if [[ -x build-asan/vmm/kite && -d build-asan/tests/guest ]]; then
+    if [[ -x $B_ASAN/vmm/kite && -d $B_ASAN/tests/guest ]]; then
       cp tests/guest/run_guest_tests.sh "$guest_dir/"
-      cp -a build-asan/tests/guest "$guest_dir/guest-images"
+      cp -a "$B_ASAN/tests/guest" "$guest_dir/guest-images"
       files+=("$guest_dir/run_guest_tests.sh" "$guest_dir/guest-images")
     else
-      record FAIL guest-tests "build-asan/vmm/kite or build-asan/tests/guest missing"
+      record FAIL guest-tests "$B_ASAN/vmm/kite or $B_ASAN/tests/guest missing"
     fi
   else
     record SKIP guest-tests "tests/guest/run_guest_tests.sh does not exist yet"
   fi
   kite_env=()
-  [[ -x build/vmm/kite ]] && kite_env+=(KITE_BIN="$ROOT/build/vmm/kite")
-  [[ -x build-asan/vmm/kite ]] && kite_env+=(KITE_ASAN_BIN="$ROOT/build-asan/vmm/kite")
-  if [[ $E2E_VMM == kite && ! -x build/vmm/kite ]]; then
-    record FAIL e2e "build/vmm/kite missing"
+  [[ -x $B/vmm/kite ]] && kite_env+=(KITE_BIN="$ROOT/$B/vmm/kite")
+  [[ -x $B_ASAN/vmm/kite ]] && kite_env+=(KITE_ASAN_BIN="$ROOT/$B_ASAN/vmm/kite")
+  if [[ $E2E_VMM == kite && ! -x $B/vmm/kite ]]; then
+    record FAIL e2e "$B/vmm/kite missing"
   fi
   env "${kite_env[@]}" SANDBOX_LOG="$LOGS/sandbox.log" scripts/sandbox.sh tests/e2e/suite.sh "${files[@]}" \
     > "$LOGS/sandbox.out" 2>&1
