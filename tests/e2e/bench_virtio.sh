@@ -31,10 +31,10 @@ ip tuntap add dev "$TAP" mode tap 2>/dev/null || tunctl -t "$TAP" >/dev/null
 ip addr add "$HOST_IP/24" dev "$TAP"
 ip link set "$TAP" up
 
-declare -A results=() # "VMM metric" -> space-separated values
-# one_run VMM : one boot; appends its four figures to results
+declare -A results=() # "SIDE metric" -> space-separated values (SIDE A or B: both may be the same VMM)
+# one_run SIDE VMM : one boot; appends its four figures to results
 one_run() {
-  local vmm=$1 log=$work/run.log
+  local side=$1 vmm=$2 log=$work/run.log
   rm -f "$work/disk.img" && truncate -s "${DISK_MIB}M" "$work/disk.img"
   timeout 600 ./virtio_bench tcprecv 5003 > "$work/recv.out" 2>&1 &
   local recv=$!
@@ -57,23 +57,23 @@ one_run() {
     echo "    $vmm: a figure is missing; the run's output:" >&2
     sed 's/^/    /' "$work/run.out" | tail -n 40 >&2
   fi
-  results["$vmm blk-seq-write"]+="$w "
-  results["$vmm blk-seq-read"]+="$r "
-  results["$vmm blk-rand-read"]+="$i "
-  results["$vmm net-tcp-guest-to-host"]+="$n "
+  results["$side blk-seq-write"]+="$w "
+  results["$side blk-seq-read"]+="$r "
+  results["$side blk-rand-read"]+="$i "
+  results["$side net-tcp-guest-to-host"]+="$n "
 }
 
 echo "## bench: A=$A B=$B runs=$RUNS disk=${DISK_MIB} MiB net=${NET_MIB} MiB random reads ${RAND_SECONDS} s"
 for ((run = 1; run <= RUNS; run++)); do
-  one_run "$A"
-  one_run "$B"
+  one_run A "$A"
+  one_run B "$B"
 done
 for metric in blk-seq-write blk-seq-read blk-rand-read net-tcp-guest-to-host; do
   unit="MB/s"; [[ $metric == blk-rand-read ]] && unit=IOPS
-  ma=$(tr ' ' '\n' <<<"${results["$A $metric"]}" | grep -v '^$' | grep -v nan | median)
-  mb=$(tr ' ' '\n' <<<"${results["$B $metric"]}" | grep -v '^$' | grep -v nan | median)
-  echo "BENCH $metric $A: ${results["$A $metric"]}(median $ma $unit)"
-  echo "BENCH $metric $B: ${results["$B $metric"]}(median $mb $unit)"
+  ma=$(tr ' ' '\n' <<<"${results["A $metric"]}" | grep -v '^$' | grep -v nan | median)
+  mb=$(tr ' ' '\n' <<<"${results["B $metric"]}" | grep -v '^$' | grep -v nan | median)
+  echo "BENCH $metric $A: ${results["A $metric"]}(median $ma $unit)"
+  echo "BENCH $metric $B: ${results["B $metric"]}(median $mb $unit)"
   echo "BENCH $metric ratio $A/$B = $(ratio "$ma" "$mb") (target >= 1.0)"
 done
 ip link del "$TAP" 2>/dev/null || tunctl -d "$TAP" >/dev/null 2>&1
