@@ -8,8 +8,11 @@
 #    what tests/ builds, no examples), build-fuzz/ (clang-16, -DKITE_FUZZ=ON, target fuzz_all)
 # 3. unit tests: ctest in build/ and build-asan/
 # 4. every fuzz_* target for $FUZZ_SECONDS (10) from an empty corpus plus tests/fuzz/corpus/<name>/
-# 5. in the KVM sandbox (scripts/sandbox.sh), one boot: tests/guest/run_guest_tests.sh under the ASan
-#    kite, then the Linux e2e tests (tests/e2e/linux_boot.sh) with the normal kite
+# 5. in the KVM sandbox (scripts/sandbox.sh), one boot of tests/e2e/suite.sh: the freestanding test
+#    guests (tests/guest/run_guest_tests.sh) and guest test programs (guest_*_test) from the ASan build,
+#    then tests/e2e/linux_boot.sh and every tests/e2e/e2e_*.sh with the normal kite. Shipped: every file
+#    in tests/e2e/, and as programs on the scenario's PATH the executables of build/examples/ and the
+#    guest test programs (see the header of tests/e2e/suite.sh)
 # Ends with a summary whose last line is "N passed, M failed"; exits non-zero on any failure.
 #
 # Environment: E2E_VMM (kite|qemu, see below), FUZZ_SECONDS, JOBS (ninja -j, default 2),
@@ -136,29 +139,46 @@ fi
 # ---- 5. guest tests and Linux e2e in the KVM sandbox -------------------------------------------------------
 if wants sandbox; then
   step_start "sandbox (guest + e2e)"
-  files=(tests/e2e/suite.sh tests/e2e/linux_boot.sh tests/e2e/lib.sh)
-  guest_dir=$(mktemp -d)
+  ship=$(mktemp -d)   # files for the scenario's folder, and bin/: links to the programs for its PATH
+  mkdir -p "$ship/bin"
+  files=()
+  for f in tests/e2e/*; do [[ -f $f ]] && files+=("$f"); done   # suite.sh, lib.sh, the scenarios, side files
   if [[ -f tests/guest/run_guest_tests.sh ]]; then
     if [[ -x $B_ASAN/vmm/kite && -d $B_ASAN/tests/guest ]]; then
-      cp tests/guest/run_guest_tests.sh "$guest_dir/"
-      cp -a "$B_ASAN/tests/guest" "$guest_dir/guest-images"
-      files+=("$guest_dir/run_guest_tests.sh" "$guest_dir/guest-images")
+      cp tests/guest/run_guest_tests.sh "$ship/"
+      cp -a "$B_ASAN/tests/guest" "$ship/guest-images"
+      files+=("$ship/run_guest_tests.sh" "$ship/guest-images")
     else
       record FAIL guest-tests "$B_ASAN/vmm/kite or $B_ASAN/tests/guest missing"
     fi
   else
     record SKIP guest-tests "tests/guest/run_guest_tests.sh does not exist yet"
   fi
+  # Programs: the guest test programs (guest_*_test, from the ASan build, else the normal one) and every
+  # executable of the normal build's examples/, onto the scenario's PATH: /usr/local/bin in the nested
+  # sandbox (SANDBOX_BINS, with their libraries), $ship/bin on the PATH when the scenario runs directly.
+  progs=()
+  for d in "$B_ASAN/tests/guest" "$B/tests/guest"; do
+    [[ ${#progs[@]} -eq 0 && -d $d ]] || continue
+    mapfile -t progs < <(find "$d" -path '*/CMakeFiles' -prune -o -type f -name 'guest_*_test' -perm -u+x -print | sort)
+  done
+  [[ -d $B/examples ]] && mapfile -t -O "${#progs[@]}" progs < \
+    <(find "$B/examples" -path '*/CMakeFiles' -prune -o -type f -perm -u+x -print | sort)
+  for p in "${progs[@]}"; do ln -sf "$ROOT/$p" "$ship/bin/$(basename "$p")"; done
+  sandbox_bins=$(find "$ship/bin" -type l | sort | tr '\n' ' ')
+  echo "shipping: ${files[*]##*/} and programs: ${progs[*]##*/}"
   kite_env=()
   [[ -x $B/vmm/kite ]] && kite_env+=(KITE_BIN="$ROOT/$B/vmm/kite")
   [[ -x $B_ASAN/vmm/kite ]] && kite_env+=(KITE_ASAN_BIN="$ROOT/$B_ASAN/vmm/kite")
   if [[ $E2E_VMM == kite && ! -x $B/vmm/kite ]]; then
     record FAIL e2e "$B/vmm/kite missing"
   fi
-  env "${kite_env[@]}" SANDBOX_LOG="$LOGS/sandbox.log" scripts/sandbox.sh tests/e2e/suite.sh "${files[@]}" \
-    > "$LOGS/sandbox.out" 2>&1
+  # Each part of the suite has its own limit (E2E_SCENARIO_TIMEOUT, 600 s); the whole boot gets room for
+  # several slow parts so one of them cannot cost the others' results.
+  env "${kite_env[@]}" SANDBOX_BINS="$sandbox_bins" PATH="$ship/bin:$PATH" SANDBOX_LOG="$LOGS/sandbox.log" \
+    SANDBOX_TIMEOUT="${SANDBOX_TIMEOUT:-2400}" scripts/sandbox.sh tests/e2e/suite.sh "${files[@]}" > "$LOGS/sandbox.out" 2>&1
   rc=$?
-  grep -a -E '^(PASS|FAIL) ' "$LOGS/sandbox.log" > "$LOGS/sandbox.results" || true
+  grep -a -E '^(PASS|FAIL|SKIP) ' "$LOGS/sandbox.log" > "$LOGS/sandbox.results" || true
   while IFS= read -r line; do
     verdict=${line%% *} rest=${line#* }
     name=${rest%%:*}
@@ -170,8 +190,8 @@ if wants sandbox; then
     grep -q '^FAIL ' "$LOGS/sandbox.results" || record FAIL sandbox "status $rc (see $LOGS/sandbox.out)"
     tail -n 30 "$LOGS/sandbox.out"
   fi
-  grep -a -q 'E2E-SUMMARY' "$LOGS/sandbox.log" || record FAIL e2e "the Linux e2e tests did not finish (see $LOGS/sandbox.log)"
-  rm -rf "$guest_dir"
+  grep -a -q '^SUITE-SUMMARY' "$LOGS/sandbox.log" || record FAIL e2e "tests/e2e/suite.sh did not finish (see $LOGS/sandbox.log)"
+  rm -rf "$ship"
   step_end "sandbox (guest + e2e)"
 fi
 
