@@ -100,6 +100,13 @@ void VcpuSet::run_loop(unsigned index) {
             std::unique_lock lock(mutex_);
             if (stop_requested_) return;
             if (pause_requested_) {
+                // KVM finishes an I/O exit (an IN's data into RAX, a string op's next step) only on the
+                // next KVM_RUN; with immediate_exit set that call completes it and returns at once, so
+                // the state a snapshot reads from a parked vCPU is never mid-instruction.
+                lock.unlock();
+                complete_pending_io(index);
+                lock.lock();
+                if (stop_requested_) return;
                 ++parked_;
                 cv_.notify_all();
                 cv_.wait(lock, [&] { return !pause_requested_ || stop_requested_; });
@@ -113,6 +120,17 @@ void VcpuSet::run_loop(unsigned index) {
             hooks_.request_stop({1, "vCPU " + std::to_string(index) + ": " + exit.error().message});
             return;
         }
+        handle_exit(index, *exit);
+    }
+}
+
+void VcpuSet::complete_pending_io(unsigned index) {
+    const VcpuFd& fd = vcpus_[index]->fd;
+    // A rep-string I/O may exit again for its next chunk; a handful of rounds always suffices.
+    for (int round = 0; round < 16; ++round) {
+        fd.run_struct()->immediate_exit = 1;
+        auto exit = fd.run();
+        if (!exit || std::holds_alternative<Interrupted>(*exit)) return;
         handle_exit(index, *exit);
     }
 }

@@ -57,6 +57,8 @@ private:
     };
     void run_loop(unsigned index);
     void handle_exit(unsigned index, const VcpuExit& exit);
+    // Before parking: one KVM_RUN with immediate_exit so KVM completes an I/O exit already handled.
+    void complete_pending_io(unsigned index);
     void kick_all();
 
     Bus& pio_;

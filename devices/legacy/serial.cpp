@@ -269,4 +269,44 @@ uint8_t Serial::rx_pop() {
     return byte;
 }
 
+// Blob layout: version, ier, lcr, mcr, msr_delta, scr, dll, dlm, fifo_enabled, thre_pending, rx_count,
+// then rx_count FIFO bytes (oldest first).
+namespace {
+constexpr uint8_t kStateVersion = 1;
+constexpr size_t kStateHeader = 11;
+}  // namespace
+
+std::vector<uint8_t> Serial::save_state() const {
+    std::lock_guard lock(mutex_);
+    std::vector<uint8_t> out{kStateVersion, ier_, lcr_, mcr_, msr_delta_, scr_, dll_, dlm_,
+                             static_cast<uint8_t>(fifo_enabled_), static_cast<uint8_t>(thre_pending_),
+                             static_cast<uint8_t>(rx_count_)};
+    for (size_t i = 0; i < rx_count_; ++i) out.push_back(rx_[(rx_head_ + i) % kInputCapacity]);
+    return out;
+}
+
+Result<void> Serial::restore_state(std::span<const uint8_t> blob) {
+    if (blob.size() < kStateHeader) return fail("serial state: " + std::to_string(blob.size()) + " bytes, too short");
+    if (blob[0] != kStateVersion) return fail("serial state: unsupported version " + std::to_string(blob[0]));
+    size_t count = blob[10];
+    if (count > kInputCapacity || blob.size() != kStateHeader + count)
+        return fail("serial state: receive FIFO of " + std::to_string(count) + " bytes in a blob of " +
+                    std::to_string(blob.size()));
+    if (blob[8] > 1 || blob[9] > 1) return fail("serial state: flag byte is not 0 or 1");
+    std::lock_guard lock(mutex_);
+    ier_ = blob[1] & kIerMask;
+    lcr_ = blob[2];
+    mcr_ = blob[3] & kMcrMask;
+    msr_delta_ = blob[4] & 0x0f;
+    scr_ = blob[5];
+    dll_ = blob[6];
+    dlm_ = blob[7];
+    fifo_enabled_ = blob[8];
+    thre_pending_ = blob[9];
+    rx_head_ = 0;
+    rx_count_ = count;
+    std::copy(blob.begin() + kStateHeader, blob.end(), rx_.begin());
+    return {};
+}
+
 }  // namespace kite

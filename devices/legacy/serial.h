@@ -23,9 +23,11 @@
 #include <functional>
 #include <mutex>
 #include <span>
+#include <vector>
 
 #include "devices/bus_device.h"
 #include "devices/irq.h"
+#include "memory/error.h"
 
 namespace kite {
 
@@ -60,6 +62,12 @@ public:
     // stdin knows when to resume; it should post to the VMM thread and return. Set it before the vCPUs
     // start.
     void set_input_space_notifier(std::function<void()> notify);
+
+    // Snapshot support: the guest-visible register state and the receive FIFO as a versioned byte blob.
+    // restore_state() validates the blob (version, length, FIFO count) and changes nothing when it is
+    // refused. Call both with the vCPUs paused.
+    std::vector<uint8_t> save_state() const;
+    Result<void> restore_state(std::span<const uint8_t> blob);
 
 private:
     // Interrupt sources, as a bit set, in IIR priority order (highest first).
