@@ -52,6 +52,8 @@ Result<std::unique_ptr<Vm>> VmBuilder::build() {
     for (auto step : {&VmBuilder::create_vm, &VmBuilder::setup_memory, &VmBuilder::attach_legacy_devices,
                       &VmBuilder::attach_devices, &VmBuilder::write_acpi_tables, &VmBuilder::load_kernel,
                       &VmBuilder::create_vcpus}) {
+        // A restored VM gets its memory and registers from the snapshot (main.cpp), not from a kernel.
+        if (step == &VmBuilder::load_kernel && !config_.restore.empty()) continue;
         if (auto r = (this->*step)(); !r) return std::unexpected(r.error());
     }
     return std::move(vm_);
@@ -109,6 +111,8 @@ Result<void> VmBuilder::attach_legacy_devices() {
     vm->keep(sink);
     auto serial = std::make_shared<Serial>(**serial_irq, [sink](std::span<const uint8_t> b) { sink->write(b); });
     if (auto r = vm->pio().insert(serial, Serial::kCom1Port, Serial::kRegisterCount); !r) return r;
+    vm->add_device_state({"serial0", [serial] { return serial->save_state(); },
+                          [serial](std::span<const uint8_t> b) { return serial->restore_state(b); }});
     if (config_.serial.mode == OutputConfig::Mode::Stdio) {
         console_input_ = [serial](std::span<const uint8_t> b) { return serial->enqueue_input(b); };
         console_space_notifier_ = [serial](std::function<void()> fn) {
@@ -173,7 +177,7 @@ Result<void> VmBuilder::create_vcpus() {
         if (!vcpu) return std::unexpected(vcpu.error());
         if (auto r = setup_vcpu_common(*vcpu, vcpu_cpuid(*supported, i, topology)); !r)
             return std::unexpected(with_context(r.error(), "vCPU " + std::to_string(i)));
-        if (i == 0)
+        if (i == 0 && boot_state_)
             if (auto r = setup_boot_vcpu(*vcpu, *boot_state_); !r) return r;
         vcpus->add(std::move(*vcpu));
     }

@@ -172,7 +172,7 @@ Result<CliCommand> parse_command(int argc, char** argv) {
     std::string validate_path;
     validate->add_option("config", validate_path, "YAML config file")->type_name("FILE")->required();
 
-    std::string api_socket, snapshot_path;
+    std::string api_socket, snapshot_path, snapshot_via, snapshot_then;
     std::map<std::string, CLI::App*> controls;
     for (std::string_view name : kControlCommands) {
         std::string help = "Ask a running VM to " + std::string(name);
@@ -182,6 +182,10 @@ Result<CliCommand> parse_command(int argc, char** argv) {
         command->add_option("--api-socket", api_socket, "The VM's control API socket")->type_name("PATH")->required();
         if (name == "snapshot") {
             command->add_option("file", snapshot_path, "Snapshot file to write")->type_name("FILE")->required();
+            command->add_option("--via", snapshot_via, "How memory is saved: direct (default) or mirror (sealed by "
+                                "the mirror VM's helper; the key goes to FILE.key)")->type_name("MODE");
+            command->add_option("--then", snapshot_then, "Afterwards: resume, pause or stop (default: as before)")
+                ->type_name("STATE");
         }
         controls[std::string(name)] = command;
     }
@@ -239,6 +243,8 @@ Result<CliCommand> parse_command(int argc, char** argv) {
             std::filesystem::path absolute = std::filesystem::absolute(snapshot_path, error);
             if (error) return fail(snapshot_path + ": " + error.message());
             result.control_args.push_back(absolute.string());
+            if (!snapshot_via.empty()) result.control_args.push_back("via=" + snapshot_via);
+            if (!snapshot_then.empty()) result.control_args.push_back("then=" + snapshot_then);
         }
         return result;
     }

@@ -17,7 +17,8 @@ struct CliCommand {
     VmConfig config;
     std::string config_path;  // Run (may be empty: flags only) and Validate
     std::string output;       // Help, Version and Validate ("FILE: ok"): text for stdout
-    // Control: {"pause"}, {"resume"}, {"shutdown"}, {"status"} or {"snapshot", ABSOLUTE_PATH}. The snapshot
+    // Control: {"pause"}, {"resume"}, {"shutdown"}, {"status"} or {"snapshot", ABSOLUTE_PATH, ["via=MODE"],
+    // ["then=STATE"]} (the VMM checks MODE and STATE). The snapshot
     // path is made absolute because the VMM that writes it may run in another directory.
     std::vector<std::string> control_args;
 };

@@ -19,6 +19,12 @@ int run_control_client(const std::string& socket_path, const std::vector<std::st
             return 2;
         }
         request["path"] = args[1];
+        // Optional "key=value" fields (via=, then=); the VMM validates the values.
+        for (size_t i = 2; i < args.size(); ++i) {
+            auto eq = args[i].find('=');
+            if (eq == std::string::npos) continue;
+            request[args[i].substr(0, eq)] = args[i].substr(eq + 1);
+        }
     }
     asio::io_context io;
     asio::local::stream_protocol::socket socket(io);

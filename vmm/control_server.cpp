@@ -21,6 +21,40 @@ std::string error_reply(const std::string& message) { return json{{"ok", false},
 
 }  // namespace
 
+Result<SnapshotRequest> parse_snapshot_request(const std::string& line) {
+    json request = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (request.is_discarded() || !request.is_object()) return fail("request is not a JSON object");
+    SnapshotRequest out;
+    auto path = request.find("path");
+    if (path == request.end() || !path->is_string() || path->get<std::string>().empty())
+        return fail("snapshot needs a \"path\" string");
+    out.path = *path;
+    if (out.path.find('\0') != std::string::npos) return fail("snapshot \"path\" contains a NUL byte");
+    if (auto via = request.find("via"); via != request.end()) {
+        if (!via->is_string()) return fail("snapshot \"via\" must be \"direct\" or \"mirror\"");
+        const std::string v = *via;
+        if (v == "direct")
+            out.via = SnapshotVia::Direct;
+        else if (v == "mirror")
+            out.via = SnapshotVia::Mirror;
+        else
+            return fail("snapshot \"via\" must be \"direct\" or \"mirror\", not \"" + v + "\"");
+    }
+    if (auto then = request.find("then"); then != request.end()) {
+        if (!then->is_string()) return fail("snapshot \"then\" must be \"resume\", \"pause\" or \"stop\"");
+        const std::string t = *then;
+        if (t == "resume")
+            out.then = AfterSnapshot::Resume;
+        else if (t == "pause")
+            out.then = AfterSnapshot::Pause;
+        else if (t == "stop")
+            out.then = AfterSnapshot::Stop;
+        else
+            return fail("snapshot \"then\" must be \"resume\", \"pause\" or \"stop\", not \"" + t + "\"");
+    }
+    return out;
+}
+
 ControlServer::ControlServer(asio::io_context& io, std::string path, ControlHandlers handlers)
     : acceptor_(io), path_(std::move(path)), handlers_(std::move(handlers)) {}
 
@@ -61,7 +95,9 @@ void ControlServer::serve(std::shared_ptr<asio::local::stream_protocol::socket> 
             auto out = std::make_shared<std::string>(server->handle_line(line) + "\n");
             asio::async_write(*socket, asio::buffer(*out), [self, socket, buffer, out](std::error_code wec, size_t) {
                 auto s = self.lock();
-                if (s && !wec) s->serve(socket);
+                if (!s) return;
+                if (auto then = std::exchange(s->after_reply_, {})) then();
+                if (!wec) s->serve(socket);
             });
         });
 }
@@ -82,11 +118,18 @@ std::string ControlServer::handle_line(const std::string& line) {
         return reply({});
     }
     if (command == "snapshot") {
-        auto path = request.find("path");
-        if (path == request.end() || !path->is_string() || path->get<std::string>().empty())
-            return error_reply("snapshot needs a \"path\" string");
+        auto parsed = parse_snapshot_request(line);
+        if (!parsed) return error_reply(parsed.error().message);
         if (!handlers_.snapshot) return error_reply("snapshots are not available for this VM");
-        return reply(handlers_.snapshot(*path));
+        auto report = handlers_.snapshot(*parsed);
+        if (!report) return error_reply(report.error().message);
+        return json{{"ok", true},
+                    {"pause_ms", report->pause_ms},
+                    {"capture_ms", report->capture_ms},
+                    {"write_ms", report->write_ms},
+                    {"memory_bytes", report->memory_bytes},
+                    {"file_bytes", report->file_bytes}}
+            .dump();
     }
     return error_reply("unknown command \"" + command + "\"");
 }

@@ -15,6 +15,18 @@ Vm::~Vm() {
     owned_.clear();
 }
 
+void Vm::pause() {
+    if (paused_) return;
+    vcpus_->pause();
+    paused_ = true;
+}
+
+void Vm::resume() {
+    if (!paused_) return;
+    vcpus_->resume();
+    paused_ = false;
+}
+
 void Vm::request_stop(StopReason reason) {
     {
         std::lock_guard lock(stop_mutex_);

@@ -6,6 +6,8 @@
 #include <asio.hpp>
 #include <memory>
 #include <optional>
+#include <span>
+#include <string>
 #include <vector>
 
 #include "devices/bus.h"
@@ -60,6 +62,20 @@ public:
     // Called once the VM is stopped, before devices are destroyed (flush outputs, restore the terminal).
     void on_shutdown(std::function<void()> fn) { shutdown_hooks_.push_back(std::move(fn)); }
 
+    // Pause/resume all vCPUs (VMM thread). pause() returns once every vCPU is parked outside KVM_RUN.
+    void pause();
+    void resume();
+    bool paused() const { return paused_; }
+
+    // Devices whose state goes into snapshots, by unique name ("serial0"). Register at build time.
+    struct DeviceStateHooks {
+        std::string name;
+        std::function<std::vector<uint8_t>()> save;
+        std::function<Result<void>(std::span<const uint8_t>)> restore;
+    };
+    void add_device_state(DeviceStateHooks hooks) { device_states_.push_back(std::move(hooks)); }
+    const std::vector<DeviceStateHooks>& device_states() const { return device_states_; }
+
 private:
     asio::io_context io_;
     Kvm kvm_;
@@ -70,6 +86,8 @@ private:
     std::vector<std::shared_ptr<void>> owned_;
     std::unique_ptr<VcpuSet> vcpus_;
     std::vector<std::function<void()>> shutdown_hooks_;
+    std::vector<DeviceStateHooks> device_states_;
+    bool paused_ = false;  // VMM thread only
 
     std::mutex stop_mutex_;
     std::optional<StopReason> stop_;  // guarded by stop_mutex_

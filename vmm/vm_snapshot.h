@@ -1,0 +1,37 @@
+// Taking a running VM's snapshot and applying one to a freshly built VM (vmm/snapshot/snapshot.h is the
+// file format, vmm/vm_state.h the KVM state). Memory moves either directly (the host reads the pages) or
+// through the mirror VM (the helper seals every page; the VMM only sees records).
+//
+// The mirror's transport key never goes into the snapshot file: a sealed snapshot FILE has its key in
+// FILE.key (mode 0600), which restore reads. Both run on the VMM thread with the vCPUs paused (capture)
+// or not yet started (apply).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "memory/error.h"
+#include "vmm/mirror/mirror_vm.h"
+#include "vmm/snapshot/snapshot.h"
+#include "vmm/vm.h"
+
+namespace kite {
+
+enum class MemoryVia { Direct, Mirror };
+
+// Reads everything from a paused VM. `mirror` is created on first use (and recreated after a failure)
+// with `key`; Direct leaves it alone.
+Result<SnapshotData> capture_snapshot(Vm& vm, MemoryVia via, std::unique_ptr<MirrorVm>& mirror,
+                                      const MirrorKey& key);
+
+// Checks that `data` fits `vm` (vCPU count, RAM blocks, devices), then writes memory, VM-level state,
+// vCPU state and device state. `key` is required for a sealed snapshot. The vCPUs must not be running.
+Result<void> apply_snapshot(Vm& vm, const SnapshotData& data, const std::optional<MirrorKey>& key);
+
+// FILE.key: the 48 key bytes (cipher key, MAC key), written through a temporary file, mode 0600.
+std::string key_file_path(const std::string& snapshot_path);
+Result<void> write_key_file(const std::string& path, const MirrorKey& key);
+Result<MirrorKey> read_key_file(const std::string& path);
+
+}  // namespace kite

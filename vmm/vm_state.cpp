@@ -1,0 +1,127 @@
+#include "vmm/vm_state.h"
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+namespace kite {
+
+namespace {
+
+std::string hex(uint64_t v) {
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+    return buf;
+}
+
+Error context(const Error& e, const std::string& what) { return Error{what + ": " + e.message, e.code}; }
+
+std::vector<kvm_msr_entry> msr_entries(const std::vector<uint32_t>& indices) {
+    std::vector<kvm_msr_entry> entries(indices.size());
+    for (size_t i = 0; i < indices.size(); ++i) entries[i].index = indices[i];
+    return entries;
+}
+
+}  // namespace
+
+Result<std::vector<uint32_t>> readable_msrs(const Kvm& kvm, const VcpuFd& vcpu) {
+    auto list = kvm.msr_index_list();
+    if (!list) return std::unexpected(list.error());
+    // KVM_GET_MSRS stops at the first MSR it cannot read and returns how many it did: keep those, drop
+    // the refused one, and go on with the rest.
+    std::vector<uint32_t> readable;
+    size_t next = 0;
+    while (next < list->size()) {
+        std::vector<uint32_t> rest(list->begin() + static_cast<ptrdiff_t>(next), list->end());
+        auto entries = msr_entries(rest);
+        auto n = vcpu.get_msrs(entries);
+        if (!n) return std::unexpected(n.error());
+        readable.insert(readable.end(), rest.begin(), rest.begin() + static_cast<ptrdiff_t>(*n));
+        next += *n + 1;  // skip the refused one
+    }
+    return readable;
+}
+
+Result<VcpuState> capture_vcpu(const VcpuFd& vcpu, uint32_t index, const std::vector<uint32_t>& msrs) {
+    VcpuState s;
+    s.index = index;
+    const std::string who = "vCPU " + std::to_string(index);
+    auto check = [&](Result<void> r) -> Result<void> {
+        if (!r) return std::unexpected(context(r.error(), who));
+        return {};
+    };
+    if (auto r = check(vcpu.get_mp_state(s.mp_state)); !r) return std::unexpected(r.error());
+    if (auto r = check(vcpu.get_regs(s.regs)); !r) return std::unexpected(r.error());
+    if (auto r = check(vcpu.get_sregs(s.sregs)); !r) return std::unexpected(r.error());
+    if (auto r = check(vcpu.get_fpu(s.fpu)); !r) return std::unexpected(r.error());
+    kvm_xsave xsave{};
+    if (auto r = check(vcpu.get_xsave(xsave)); !r) return std::unexpected(r.error());
+    auto* xb = reinterpret_cast<const uint8_t*>(&xsave);
+    s.xsave.assign(xb, xb + sizeof xsave);
+    if (auto r = check(vcpu.get_xcrs(s.xcrs)); !r) return std::unexpected(r.error());
+    if (auto r = check(vcpu.get_lapic(s.lapic)); !r) return std::unexpected(r.error());
+    s.msrs = msr_entries(msrs);
+    auto n = vcpu.get_msrs(s.msrs);
+    if (!n) return std::unexpected(context(n.error(), who));
+    if (*n != s.msrs.size())
+        return fail(who + ": KVM_GET_MSRS read " + std::to_string(*n) + " of " + std::to_string(s.msrs.size()) +
+                    " MSRs, stopping at " + hex(s.msrs[*n].index));
+    if (auto r = check(vcpu.get_vcpu_events(s.events)); !r) return std::unexpected(r.error());
+    return s;
+}
+
+Result<void> restore_vcpu(const VcpuFd& vcpu, const VcpuState& s) {
+    const std::string who = "vCPU " + std::to_string(s.index);
+    auto check = [&](Result<void> r) -> Result<void> {
+        if (!r) return std::unexpected(context(r.error(), who));
+        return {};
+    };
+    if (s.xsave.size() != sizeof(kvm_xsave))
+        return fail(who + ": XSAVE area of " + std::to_string(s.xsave.size()) + " bytes, this KVM uses " +
+                    std::to_string(sizeof(kvm_xsave)));
+    kvm_xsave xsave{};
+    std::memcpy(&xsave, s.xsave.data(), sizeof xsave);
+    if (auto r = check(vcpu.set_mp_state(s.mp_state)); !r) return r;
+    if (auto r = check(vcpu.set_regs(s.regs)); !r) return r;
+    if (auto r = check(vcpu.set_sregs(s.sregs)); !r) return r;
+    if (auto r = check(vcpu.set_fpu(s.fpu)); !r) return r;
+    if (auto r = check(vcpu.set_xsave(xsave)); !r) return r;
+    if (auto r = check(vcpu.set_xcrs(s.xcrs)); !r) return r;
+    if (auto r = check(vcpu.set_lapic(s.lapic)); !r) return r;
+    auto n = vcpu.set_msrs(s.msrs);
+    if (!n) return std::unexpected(context(n.error(), who));
+    if (*n != s.msrs.size())
+        return fail(who + ": KVM_SET_MSRS refused MSR " + hex(s.msrs[*n].index) + " (" + std::to_string(*n) +
+                    " of " + std::to_string(s.msrs.size()) + " written): the snapshot comes from a different CPU "
+                    "or KVM");
+    return check(vcpu.set_vcpu_events(s.events));
+}
+
+Result<VmLevelState> capture_vm_level(const VmFd& vm) {
+    VmLevelState s;
+    s.irqchip.pic_master.chip_id = KVM_IRQCHIP_PIC_MASTER;
+    s.irqchip.pic_slave.chip_id = KVM_IRQCHIP_PIC_SLAVE;
+    s.irqchip.ioapic.chip_id = KVM_IRQCHIP_IOAPIC;
+    for (auto* chip : {&s.irqchip.pic_master, &s.irqchip.pic_slave, &s.irqchip.ioapic})
+        if (auto r = vm.get_irqchip(*chip); !r) return std::unexpected(r.error());
+    if (auto r = vm.get_pit2(s.pit); !r) return std::unexpected(r.error());
+    if (auto r = vm.get_clock(s.clock); !r) return std::unexpected(r.error());
+    return s;
+}
+
+Result<void> restore_vm_level(const VmFd& vm, const VmLevelState& s) {
+    if (s.irqchip.pic_master.chip_id != KVM_IRQCHIP_PIC_MASTER || s.irqchip.pic_slave.chip_id != KVM_IRQCHIP_PIC_SLAVE ||
+        s.irqchip.ioapic.chip_id != KVM_IRQCHIP_IOAPIC)
+        return fail("irqchip state: chip ids are not PIC master, PIC slave, IOAPIC");
+    if (auto r = vm.set_pit2(s.pit); !r) return r;
+    // The guest's clock continues from the snapshot's value: no REALTIME/TSC flags (KVM would jump it by
+    // the time the snapshot spent on disk).
+    kvm_clock_data clock{};
+    clock.clock = s.clock.clock;
+    if (auto r = vm.set_clock(clock); !r) return r;
+    for (const auto* chip : {&s.irqchip.pic_master, &s.irqchip.pic_slave, &s.irqchip.ioapic})
+        if (auto r = vm.set_irqchip(*chip); !r) return r;
+    return {};
+}
+
+}  // namespace kite

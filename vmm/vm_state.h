@@ -1,0 +1,33 @@
+// Reading and writing the KVM-held state a snapshot needs: per vCPU (registers, special registers,
+// FPU, XSAVE, XCRs, MSRs, LAPIC, pending events, MP state) and per VM (PIC master/slave, IOAPIC, PIT,
+// KVM clock). The caller pauses the vCPUs first; every call here is a plain ioctl sequence.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "memory/error.h"
+#include "vmm/kvm.h"
+#include "vmm/snapshot/snapshot.h"
+
+namespace kite {
+
+// The MSRs this KVM can save and restore for `vcpu`: KVM_GET_MSR_INDEX_LIST minus the ones the vCPU
+// refuses to read (the list names MSRs of features the vCPU's CPUID may not have).
+Result<std::vector<uint32_t>> readable_msrs(const Kvm& kvm, const VcpuFd& vcpu);
+
+Result<VcpuState> capture_vcpu(const VcpuFd& vcpu, uint32_t index, const std::vector<uint32_t>& msrs);
+// Order matters: MP state and registers first, the LAPIC before the MSRs (KVM ignores a TSC deadline
+// written while the LAPIC timer is not in TSC-deadline mode), the TSC before the TSC deadline (the index
+// list's order), pending events last. The vCPU's CPUID must already be set (it validates XSAVE, MSRs).
+Result<void> restore_vcpu(const VcpuFd& vcpu, const VcpuState& state);
+
+struct VmLevelState {
+    IrqchipState irqchip;
+    kvm_pit_state2 pit{};
+    kvm_clock_data clock{};
+};
+Result<VmLevelState> capture_vm_level(const VmFd& vm);
+Result<void> restore_vm_level(const VmFd& vm, const VmLevelState& state);
+
+}  // namespace kite
