@@ -15,13 +15,21 @@ struct Fixture {
     int pauses = 0;
     int shutdowns = 0;
     std::string snapshot_path;
+    SnapshotRequest last_request;
     std::shared_ptr<ControlServer> server;
 
     Fixture() {
         ControlHandlers h;
         h.pause = [this]() -> Result<void> { ++pauses; return {}; };
         h.resume = []() -> Result<void> { return fail("not paused"); };
-        h.snapshot = [this](const std::string& p) -> Result<void> { snapshot_path = p; return {}; };
+        h.snapshot = [this](const SnapshotRequest& r) -> Result<SnapshotReport> {
+            snapshot_path = r.path;
+            last_request = r;
+            SnapshotReport report;
+            report.pause_ms = 12.5;
+            report.memory_bytes = 1 << 20;
+            return report;
+        };
         h.shutdown = [this] { ++shutdowns; };
         h.state = [] { return std::string("running"); };
         h.vcpus = 2;
@@ -73,4 +81,85 @@ TEST_CASE("malformed requests get an error and call no handler") {
     }
     CHECK(f.pauses == 0);
     CHECK(f.shutdowns == 0);
+}
+
+TEST_CASE("snapshot reply carries the report's figures") {
+    Fixture f;
+    auto r = json::parse(f.server->handle_line(R"({"command":"snapshot","path":"/tmp/s.snap"})"));
+    CHECK(r["ok"] == true);
+    CHECK(r["pause_ms"] == 12.5);
+    CHECK(r["memory_bytes"] == 1 << 20);
+}
+
+TEST_CASE("snapshot defaults to a direct copy that leaves the VM as it was") {
+    auto r = parse_snapshot_request(R"({"command":"snapshot","path":"/a"})");
+    REQUIRE(r.has_value());
+    CHECK(r->path == "/a");
+    CHECK(r->via == SnapshotVia::Direct);
+    CHECK(r->then == AfterSnapshot::Previous);
+}
+
+TEST_CASE("snapshot via mirror then stop is parsed") {
+    auto r = parse_snapshot_request(R"({"command":"snapshot","path":"/a","via":"mirror","then":"stop"})");
+    REQUIRE(r.has_value());
+    CHECK(r->via == SnapshotVia::Mirror);
+    CHECK(r->then == AfterSnapshot::Stop);
+}
+
+TEST_CASE("snapshot with a bad via or then is refused, naming the field, and no snapshot is taken") {
+    Fixture f;
+    for (const char* line : {R"({"command":"snapshot","path":"/a","via":"disk"})",
+                             R"({"command":"snapshot","path":"/a","via":3})",
+                             R"({"command":"snapshot","path":"/a","then":"explode"})",
+                             R"({"command":"snapshot","path":"/a","then":null})"}) {
+        auto r = json::parse(f.server->handle_line(line));
+        CHECK(r["ok"] == false);
+        std::string error = r["error"];
+        CHECK((error.find("via") != std::string::npos || error.find("then") != std::string::npos));
+    }
+    CHECK(f.snapshot_path.empty());
+}
+
+TEST_CASE("snapshot path must be a non-empty string without NUL") {
+    CHECK_FALSE(parse_snapshot_request(R"({"command":"snapshot","path":""})").has_value());
+    CHECK_FALSE(parse_snapshot_request(R"({"command":"snapshot","path":["a"]})").has_value());
+    CHECK_FALSE(parse_snapshot_request(R"({"command":"snapshot","path":"a\u0000b"})").has_value());
+}
+
+TEST_CASE("a handler's snapshot failure is reported and the server keeps answering") {
+    asio::io_context io;
+    ControlHandlers h;
+    h.snapshot = [](const SnapshotRequest&) -> Result<SnapshotReport> { return fail("device 'net' cannot save"); };
+    h.state = [] { return std::string("running"); };
+    std::string path = "/tmp/kite-control-test-fail-" + std::to_string(::getpid()) + ".sock";
+    auto server = *ControlServer::listen(io, path, h);
+    auto r = json::parse(server->handle_line(R"({"command":"snapshot","path":"/a"})"));
+    auto s = json::parse(server->handle_line(R"({"command":"status"})"));
+    CHECK(r["ok"] == false);
+    CHECK(r["error"] == "device 'net' cannot save");
+    CHECK(s["ok"] == true);
+}
+
+TEST_CASE("a shutdown that stops the event loop still answers its client first") {
+    asio::io_context io;
+    std::shared_ptr<ControlServer> server;
+    ControlHandlers h;
+    // Like the VMM: stopping ends the event loop, so nothing written after it would reach the client.
+    h.shutdown = [&] { server->after_reply([&] { io.stop(); }); };
+    h.state = [] { return std::string("running"); };
+    std::string path = "/tmp/kite-control-test-reply-" + std::to_string(::getpid()) + ".sock";
+    server = *ControlServer::listen(io, path, h);
+    asio::local::stream_protocol::socket client(io);
+    client.connect(asio::local::stream_protocol::endpoint(path));
+    asio::write(client, asio::buffer(std::string("{\"command\":\"shutdown\"}\n")));
+    io.run_for(std::chrono::seconds(5));
+    bool loop_stopped = io.stopped();
+    asio::streambuf reply;
+    std::error_code ec;
+    client.non_blocking(true);
+    asio::read_until(client, reply, '\n', ec);
+    std::string line(asio::buffers_begin(reply.data()), asio::buffers_end(reply.data()));
+    CHECK(loop_stopped);
+    REQUIRE_FALSE(ec);
+    CHECK(json::parse(line)["ok"] == true);
 }
