@@ -21,8 +21,10 @@ namespace {
 constexpr uint64_t kTssAddress = 0xfffb'd000;
 constexpr uint64_t kIdentityMapAddress = 0xfffb'c000;
 // Where the ACPI tables go: the BIOS read-only area below 1 MiB, where Linux also scans for the RSDP.
+// They end where the reset vector's stub begins.
 constexpr uint64_t kAcpiTablesBase = 0xe'0000;
-constexpr uint64_t kAcpiTablesMax = 0x2'0000;
+constexpr uint64_t kResetVector = 0xf'fff0;  // f000:fff0, where a real-mode restart jumps
+constexpr uint64_t kAcpiTablesMax = kResetVector - kAcpiTablesBase;
 
 HugePages to_ram_mode(ConfigHugePages h) {
     switch (h) {
@@ -50,7 +52,8 @@ Error with_context(const Error& e, std::string_view context) {
 
 Result<std::unique_ptr<Vm>> VmBuilder::build() {
     for (auto step : {&VmBuilder::create_vm, &VmBuilder::setup_memory, &VmBuilder::attach_legacy_devices,
-                      &VmBuilder::attach_devices, &VmBuilder::write_acpi_tables, &VmBuilder::load_kernel,
+                      &VmBuilder::attach_devices, &VmBuilder::write_acpi_tables, &VmBuilder::write_reset_vector,
+                      &VmBuilder::load_kernel,
                       &VmBuilder::create_vcpus}) {
         // A restored VM gets its memory and registers from the snapshot (main.cpp), not from a kernel.
         if (step == &VmBuilder::load_kernel && !config_.restore.empty()) continue;
@@ -149,6 +152,20 @@ Result<void> VmBuilder::write_acpi_tables() {
     }
     rsdp_ = tables->rsdp;
     return {};
+}
+
+// With hardware-reduced ACPI and no EFI, Linux reboots through the BIOS: it drops to real mode and jumps
+// to f000:fff0 (arch/x86/kernel/reboot.c, BOOT_EFI then BOOT_BIOS). Kite has no BIOS, so a stub there
+// writes the ACPI reset register, which ends the VM as a reset, instead of running whatever RAM holds.
+Result<void> VmBuilder::write_reset_vector() {
+    const uint8_t stub[] = {
+        0xb0, kAcpiResetValue,                                                   // mov al, kAcpiResetValue
+        0xba, uint8_t(kAcpiResetPort & 0xff), uint8_t(kAcpiResetPort >> 8),      // mov dx, kAcpiResetPort
+        0xee,                                                                    // out dx, al
+        0xf4,                                                                    // hlt
+        0xeb, 0xfd,                                                              // jmp hlt
+    };
+    return vm_->ram().write(GuestAddress(kResetVector), std::as_bytes(std::span(stub)));
 }
 
 Result<void> VmBuilder::load_kernel() {

@@ -32,6 +32,7 @@ private:
     Result<void> attach_legacy_devices();
     Result<void> attach_devices();  // vmm/builder_devices.cpp, as are the attach() steps
     Result<void> write_acpi_tables();
+    Result<void> write_reset_vector();
     Result<void> load_kernel();
     Result<void> create_vcpus();
 

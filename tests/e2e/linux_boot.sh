@@ -72,16 +72,28 @@ memory: ${MEMORY_MIB}M
 kernel: $ASSETS/vmlinuz
 initrd: $ASSETS/initrd.gz
 cmdline: "console=ttyS0 quiet"
-serial: {file: serial.log}
+serial: {file: $work/serial.log}
+log-level: info
 devices:
   - rng
 EOF2
   log=$work/yaml.log
-  vmm_run "$log" "$work/demo.yaml" --cmdline "$E2E_CMDLINE_BASE kite.test=info" --serial stdio
+  vmm_run "$log" "$work/demo.yaml" --cmdline "$E2E_CMDLINE_BASE kite.test=info"
   rc=$?
-  check yaml-config-boots "no test result" log_has "$log" "KITE-TEST-RESULT info rc=0"
-  check yaml-config-vcpus "online=$(log_value "$log" KITE-CPUS)" test "$(log_value "$log" KITE-CPUS)" = 0-$((VCPUS - 1))
+  serial=$work/serial.txt
+  strip_cr < "$work/serial.log" > "$serial"
+  check yaml-config-boots "no test result in the serial file" log_has "$serial" "KITE-TEST-RESULT info rc=0"
+  check yaml-serial-to-file-only "guest output on stdout too" bash -c "! grep -a -q KITE-TEST-RESULT '$log'"
+  check yaml-config-vcpus "online=$(log_value "$serial" KITE-CPUS)" test "$(log_value "$serial" KITE-CPUS)" = 0-$((VCPUS - 1))
   check yaml-config-exits-0 "status $rc" test "$rc" -eq 0
+
+  # 6. Guest `reboot` ends Kite with status 0 too (ACPI reset register or the i8042).
+  log=$work/reboot.log
+  vmm_run "$log" "$work/demo.yaml" --cmdline "$E2E_CMDLINE_BASE kite.test=reboot" --serial stdio
+  rc=$?
+  check reboot-exits-0 "status $rc" test "$rc" -eq 0
+  check reboot-is-a-reset "kite did not report a guest reset" grep -a -q -i "guest reset" "$log"
+  check reboot-immediate "guest kept running after reboot -f" bash -c "! grep -a -q 'still running after reboot' '$log'"
 fi
 
 rm -rf "$work"

@@ -1,0 +1,8 @@
+#!/bin/sh
+# Reboots at once (reboot -f: no init scripts); the VMM must end with status 0 as for poweroff, so
+# reaching the end of this script is a failure.
+echo "reboot: rebooting"
+reboot -f
+sleep 10
+echo "reboot: still running after reboot -f"
+exit 1
