@@ -108,8 +108,10 @@ Result<SnapshotData> capture_snapshot(Vm& vm, MemoryVia via, std::unique_ptr<Mir
     if (vcpus.size() == 0) return fail("snapshot: the VM has no vCPUs");
     auto msrs = readable_msrs(vm.kvm(), vcpus.vcpu(0));
     if (!msrs) return std::unexpected(msrs.error());
+    auto xsave = xsave_size(vm.vm_fd());
+    if (!xsave) return std::unexpected(xsave.error());
     for (size_t i = 0; i < vcpus.size(); ++i) {
-        auto state = capture_vcpu(vcpus.vcpu(i), static_cast<uint32_t>(i), *msrs);
+        auto state = capture_vcpu(vcpus.vcpu(i), static_cast<uint32_t>(i), *msrs, *xsave);
         if (!state) return std::unexpected(state.error());
         data.vcpus.push_back(std::move(*state));
     }
@@ -157,8 +159,10 @@ Result<void> apply_snapshot(Vm& vm, const SnapshotData& data, const std::optiona
     }
 
     if (auto r = restore_vm_level(vm.vm_fd(), VmLevelState{*data.irqchip, *data.pit, *data.clock}); !r) return r;
+    auto xsave = xsave_size(vm.vm_fd());
+    if (!xsave) return std::unexpected(xsave.error());
     for (size_t i = 0; i < data.vcpus.size(); ++i)
-        if (auto r = restore_vcpu(vcpus.vcpu(i), data.vcpus[i]); !r) return r;
+        if (auto r = restore_vcpu(vcpus.vcpu(i), data.vcpus[i], *xsave); !r) return r;
     for (const auto& h : vm.device_states())
         for (const auto& d : data.devices)
             if (d.name == h.name)

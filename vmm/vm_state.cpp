@@ -1,12 +1,32 @@
 #include "vmm/vm_state.h"
 
+#include <sys/ioctl.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <string>
 
 namespace kite {
 
 namespace {
+
+// struct kvm_xsave ends in __DECLARE_FLEX_ARRAY, so in C++ its sizeof is 4100, not C's 4096, and the
+// header's KVM_GET_XSAVE / KVM_SET_XSAVE numbers are wrong (KVM answers EINVAL): see vmm/kvm_uapi.h.
+constexpr size_t kXsaveLegacySize = 4096;
+constexpr unsigned long kGetXsave = _IOC(_IOC_READ, KVMIO, 0xa4, kXsaveLegacySize);
+constexpr unsigned long kSetXsave = _IOC(_IOC_WRITE, KVMIO, 0xa5, kXsaveLegacySize);
+constexpr unsigned long kGetXsave2 = _IOC(_IOC_READ, KVMIO, 0xcf, kXsaveLegacySize);
+static_assert(kGetXsave == 0x9000aea4 && kSetXsave == 0x5000aea5 && kGetXsave2 == 0x9000aecf);
+
+int xioctl(int fd, unsigned long req, void* arg) {
+    int r;
+    do {
+        r = ::ioctl(fd, req, arg);
+    } while (r < 0 && errno == EINTR);
+    return r;
+}
 
 std::string hex(uint64_t v) {
     char buf[24];
@@ -42,7 +62,14 @@ Result<std::vector<uint32_t>> readable_msrs(const Kvm& kvm, const VcpuFd& vcpu) 
     return readable;
 }
 
-Result<VcpuState> capture_vcpu(const VcpuFd& vcpu, uint32_t index, const std::vector<uint32_t>& msrs) {
+Result<size_t> xsave_size(const VmFd& vm) {
+    auto size = vm.check_extension(KVM_CAP_XSAVE2);
+    if (!size) return std::unexpected(size.error());
+    return std::max<size_t>(static_cast<size_t>(*size), kXsaveLegacySize);  // 0: no XSAVE2, the 4 KiB area
+}
+
+Result<VcpuState> capture_vcpu(const VcpuFd& vcpu, uint32_t index, const std::vector<uint32_t>& msrs,
+                               size_t xsave_size) {
     VcpuState s;
     s.index = index;
     const std::string who = "vCPU " + std::to_string(index);
@@ -54,10 +81,9 @@ Result<VcpuState> capture_vcpu(const VcpuFd& vcpu, uint32_t index, const std::ve
     if (auto r = check(vcpu.get_regs(s.regs)); !r) return std::unexpected(r.error());
     if (auto r = check(vcpu.get_sregs(s.sregs)); !r) return std::unexpected(r.error());
     if (auto r = check(vcpu.get_fpu(s.fpu)); !r) return std::unexpected(r.error());
-    kvm_xsave xsave{};
-    if (auto r = check(vcpu.get_xsave(xsave)); !r) return std::unexpected(r.error());
-    auto* xb = reinterpret_cast<const uint8_t*>(&xsave);
-    s.xsave.assign(xb, xb + sizeof xsave);
+    s.xsave.assign(xsave_size, 0);
+    if (xioctl(vcpu.fd(), xsave_size > kXsaveLegacySize ? kGetXsave2 : kGetXsave, s.xsave.data()) < 0)
+        return std::unexpected(errno_error(who + ": KVM_GET_XSAVE"));
     if (auto r = check(vcpu.get_xcrs(s.xcrs)); !r) return std::unexpected(r.error());
     if (auto r = check(vcpu.get_lapic(s.lapic)); !r) return std::unexpected(r.error());
     s.msrs = msr_entries(msrs);
@@ -70,22 +96,22 @@ Result<VcpuState> capture_vcpu(const VcpuFd& vcpu, uint32_t index, const std::ve
     return s;
 }
 
-Result<void> restore_vcpu(const VcpuFd& vcpu, const VcpuState& s) {
+Result<void> restore_vcpu(const VcpuFd& vcpu, const VcpuState& s, size_t xsave_size) {
     const std::string who = "vCPU " + std::to_string(s.index);
     auto check = [&](Result<void> r) -> Result<void> {
         if (!r) return std::unexpected(context(r.error(), who));
         return {};
     };
-    if (s.xsave.size() != sizeof(kvm_xsave))
+    // KVM_SET_XSAVE reads as many bytes as this KVM's XSAVE area has.
+    if (s.xsave.size() != xsave_size)
         return fail(who + ": XSAVE area of " + std::to_string(s.xsave.size()) + " bytes, this KVM uses " +
-                    std::to_string(sizeof(kvm_xsave)));
-    kvm_xsave xsave{};
-    std::memcpy(&xsave, s.xsave.data(), sizeof xsave);
+                    std::to_string(xsave_size) + " (the snapshot comes from a different CPU or KVM)");
+    std::vector<uint8_t> xsave = s.xsave;  // the ioctl takes a non-const pointer
     if (auto r = check(vcpu.set_mp_state(s.mp_state)); !r) return r;
     if (auto r = check(vcpu.set_regs(s.regs)); !r) return r;
     if (auto r = check(vcpu.set_sregs(s.sregs)); !r) return r;
     if (auto r = check(vcpu.set_fpu(s.fpu)); !r) return r;
-    if (auto r = check(vcpu.set_xsave(xsave)); !r) return r;
+    if (xioctl(vcpu.fd(), kSetXsave, xsave.data()) < 0) return std::unexpected(errno_error(who + ": KVM_SET_XSAVE"));
     if (auto r = check(vcpu.set_xcrs(s.xcrs)); !r) return r;
     if (auto r = check(vcpu.set_lapic(s.lapic)); !r) return r;
     auto n = vcpu.set_msrs(s.msrs);

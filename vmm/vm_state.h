@@ -16,11 +16,15 @@ namespace kite {
 // refuses to read (the list names MSRs of features the vCPU's CPUID may not have).
 Result<std::vector<uint32_t>> readable_msrs(const Kvm& kvm, const VcpuFd& vcpu);
 
-Result<VcpuState> capture_vcpu(const VcpuFd& vcpu, uint32_t index, const std::vector<uint32_t>& msrs);
+// Bytes of this KVM's XSAVE area (KVM_CAP_XSAVE2; 4096 without it).
+Result<size_t> xsave_size(const VmFd& vm);
+
+Result<VcpuState> capture_vcpu(const VcpuFd& vcpu, uint32_t index, const std::vector<uint32_t>& msrs,
+                               size_t xsave_size);
 // Order matters: MP state and registers first, the LAPIC before the MSRs (KVM ignores a TSC deadline
 // written while the LAPIC timer is not in TSC-deadline mode), the TSC before the TSC deadline (the index
 // list's order), pending events last. The vCPU's CPUID must already be set (it validates XSAVE, MSRs).
-Result<void> restore_vcpu(const VcpuFd& vcpu, const VcpuState& state);
+Result<void> restore_vcpu(const VcpuFd& vcpu, const VcpuState& state, size_t xsave_size);
 
 struct VmLevelState {
     IrqchipState irqchip;
