@@ -105,7 +105,7 @@ Result<void> VhostUserDevice::handshake(bool first) {
     if (!config_.local_config.empty()) {
         config_cache_ = config_.local_config;
     } else if (frontend_->has(protocol_feature::kConfig)) {
-        auto config = frontend_->get_config(0, kMaxConfigSize);
+        auto config = frontend_->get_config(0, config_.config_size);
         if (!config) return std::unexpected(config.error());
         config_cache_ = std::move(*config);
     }
@@ -155,7 +155,7 @@ void VhostUserDevice::config_changed() {
 
 void VhostUserDevice::refresh_config() {
     if (online() && config_.local_config.empty() && frontend_->has(protocol_feature::kConfig)) {
-        auto config = frontend_->get_config(0, kMaxConfigSize);
+        auto config = frontend_->get_config(0, config_.config_size);
         if (config) config_cache_ = std::move(*config);
         else check_connection(config.error());
     }
@@ -265,6 +265,9 @@ VhostUserDeviceConfig vhost_user_blk_config(std::string socket_path, uint16_t nu
     config.socket_path = std::move(socket_path);
     config.device_id = kIdBlock;
     config.num_queues = num_queues;
+    // struct virtio_blk_config up to write_zeroes_may_unmap and its padding, as QEMU's front-end asks:
+    // libvhost-user back-ends (qemu-storage-daemon) refuse a GET_CONFIG larger than their struct.
+    config.config_size = 60;
     return config;
 }
 

@@ -58,6 +58,7 @@ struct VhostUserDeviceConfig {
     Millis reconnect_interval = Millis(50);   // between connection attempts
     TraceSink trace;                     // empty = no tracing
     std::vector<uint8_t> local_config;   // used instead of GET_CONFIG when non-empty (virtio-fs)
+    uint32_t config_size = kMaxConfigSize;  // bytes GET_CONFIG asks for (a back-end may refuse more than its struct)
     std::vector<uint64_t> local_shm_sizes;  // shm regions when the back-end has no SHMEM (DAX window)
     GuestAddress shm_base;               // guest address of the first shm region; regions follow, 2 MiB aligned
 };

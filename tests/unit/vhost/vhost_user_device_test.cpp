@@ -134,3 +134,10 @@ TEST_CASE("virtio-fs config carries the tag and one request queue; an overlong t
     CHECK(config->local_shm_sizes == std::vector<uint64_t>{16 * kPage});
     CHECK_FALSE(vhost_user_fs_config("/tmp/x.sock", std::string(37, 'a')).has_value());
 }
+
+TEST_CASE("vhost-user-blk asks GET_CONFIG for struct virtio_blk_config only, which libvhost-user back-ends accept") {
+    auto config = vhost_user_blk_config("/tmp/x.sock");
+    CHECK(config.device_id == 2);
+    CHECK(config.config_size == 60);
+    CHECK(vhost_user_generic_config("/tmp/x.sock", 42, 1).config_size == kMaxConfigSize);
+}
