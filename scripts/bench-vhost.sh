@@ -109,14 +109,14 @@ cmds=$work/shm.cmds
 mkfifo "$cmds"
 shmem-backend --socket-path "$ssock" <"$cmds" >"$work/shm.log" 2>&1 &
 started+=($!)
-exec {cmd}>"$cmds"
+exec {cmd}<>"$cmds"  # read-write: never blocks, never SIGPIPE
 feed_fifo=$work/feed
 mkfifo "$feed_fifo"
 if wait_for 30 test -S "$ssock"; then
   timeout -k 5 $TIMEOUT "$KITE" run --kernel "$ASSETS/vmlinuz" --initrd "$ASSETS/initrd.gz" --memory 512M --vcpus 2 \
     --serial stdio --cmdline "$CMDLINE" --vhost-user "socket=$ssock,virtio-id=42" <"$feed_fifo" >"$work/shm-vm.log" 2>&1 &
   vm=$!
-  exec {feed}>"$feed_fifo"
+  exec {feed}<>"$feed_fifo"
   # Measured once the guest idles at its shell, so boot work does not compete with the VMM thread.
   wait_for $TIMEOUT grep -a -q 'busybox shell on the console' "$work/shm-vm.log"
   echo "bench $ROUNDS" >&"$cmd"

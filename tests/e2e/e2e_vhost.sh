@@ -24,15 +24,23 @@ work=$(mktemp -d)
 started=()  # pids of the back-ends this scenario started
 trap 'for p in "${started[@]}"; do kill "$p" 2>/dev/null; done' EXIT
 
-# wait_for SECONDS COMMAND... : polls COMMAND until it succeeds; false after SECONDS.
+# wait_for SECONDS COMMAND... : polls COMMAND until it succeeds; false after SECONDS, or at once when
+# COMMAND returns 255 (it will never succeed).
 wait_for() {
-  local tries=$(($1 * 5)); shift
-  until "$@"; do
+  local tries=$(($1 * 5)) rc; shift
+  while true; do
+    "$@"
+    rc=$?
+    [[ $rc -eq 0 ]] && return 0
+    [[ $rc -ne 255 ]] || return 1
     tries=$((tries - 1))
     [[ $tries -gt 0 ]] || return 1
     sleep 0.2
   done
 }
+
+# part NAME : the scenario runs section NAME (E2E_VHOST_PARTS, default all: blk fs shmem reconnect).
+part() { [[ " ${E2E_VHOST_PARTS:-blk fs shmem reconnect} " == *" $1 "* ]]; }
 
 md5_of() { md5sum < "$1" | cut -d' ' -f1; }
 
@@ -47,7 +55,8 @@ start_qsd() {
 }
 
 # vm_start LOG KITE-RUN-ARGS... : kite in the background, output to LOG, serial input from a fifo this
-# script writes through fd $VM_FEED; sets VM_PID.
+# script writes through fd $VM_FEED; sets VM_PID. Fifos are opened read-write here, so neither the open
+# nor a write can block or raise SIGPIPE when the other side is already gone.
 vm_start() {
   local log=$1; shift
   vmm_command "$@" || return 1
@@ -56,7 +65,14 @@ vm_start() {
   mkfifo "$fifo"
   timeout -k 5 "$E2E_BOOT_TIMEOUT" "${VMM_CMD[@]}" <"$fifo" >"$log" 2>&1 &
   VM_PID=$!
-  exec {VM_FEED}>"$fifo"
+  exec {VM_FEED}<>"$fifo"
+}
+
+# vm_says LOG TEXT : LOG has TEXT; fails at once (stopping wait_for) when kite has exited without it.
+vm_says() {
+  log_has "$1" "$2" && return 0
+  kill -0 "$VM_PID" 2>/dev/null || { log_has "$1" "$2"; return $(( $? ? 255 : 0 )); }
+  return 1
 }
 
 # vm_wait LOG : waits for kite, strips carriage returns from LOG, shows it; returns kite's status.
@@ -71,141 +87,149 @@ vm_wait() {
 }
 
 # ---- 1. vhost-user-blk (qemu-storage-daemon) ----------------------------------------------------------
-img=$work/blk.img
-truncate -s 128M "$img"
-sock=$work/blk.sock
-if start_qsd "$img" "$sock" "$work/qsd-blk.log"; then
-  log=$work/blk.log
-  vmm_run "$log" "${COMMON[@]}" --cmdline "$E2E_CMDLINE_BASE kite.test=vhost_blk" --vhost-user-blk "socket=$sock"
-  rc=$?
-  kill "$QSD_PID" 2>/dev/null; wait "$QSD_PID" 2>/dev/null
-  check blk-guest-test-passes "no 'KITE-TEST-RESULT vhost_blk rc=0'" log_has "$log" "KITE-TEST-RESULT vhost_blk rc=0"
-  check blk-exits-0 "status $rc" test "$rc" -eq 0
-  check blk-host-fsck-clean "e2fsck -fn reports problems" e2fsck -fn "$img"
-  for pair in random:random.bin text:text.txt; do
-    key=${pair%%:*} file=${pair#*:}
-    written=$(log_value "$log" "KITE-BLK-WRITTEN-$key")
-    back=$(log_value "$log" "KITE-BLK-READBACK-$key")
-    debugfs -R "dump /$file $work/$file" "$img" >/dev/null 2>&1
-    host=$( [[ -f $work/$file ]] && md5_of "$work/$file")
-    check "blk-guest-reads-back-$key" "wrote ${written:-?}, read ${back:-?}" test -n "$written" -a "$written" = "$back"
-    check "blk-host-checksum-$key" "guest ${written:-?}, host ${host:-?}" test -n "$host" -a "$host" = "$written"
-  done
-else
-  fail blk-backend-starts "qemu-storage-daemon did not listen: $(tail -n3 "$work/qsd-blk.log")"
+if part blk; then
+  img=$work/blk.img
+  truncate -s 128M "$img"
+  sock=$work/blk.sock
+  if start_qsd "$img" "$sock" "$work/qsd-blk.log"; then
+    log=$work/blk.log
+    vmm_run "$log" "${COMMON[@]}" --cmdline "$E2E_CMDLINE_BASE kite.test=vhost_blk" --vhost-user-blk "socket=$sock"
+    rc=$?
+    kill "$QSD_PID" 2>/dev/null; wait "$QSD_PID" 2>/dev/null
+    check blk-guest-test-passes "no 'KITE-TEST-RESULT vhost_blk rc=0'" log_has "$log" "KITE-TEST-RESULT vhost_blk rc=0"
+    check blk-exits-0 "status $rc" test "$rc" -eq 0
+    check blk-host-fsck-clean "e2fsck -fn reports problems" e2fsck -fn "$img"
+    for pair in random:random.bin text:text.txt; do
+      key=${pair%%:*} file=${pair#*:}
+      written=$(log_value "$log" "KITE-BLK-WRITTEN-$key")
+      back=$(log_value "$log" "KITE-BLK-READBACK-$key")
+      debugfs -R "dump /$file $work/$file" "$img" >/dev/null 2>&1
+      host=$( [[ -f $work/$file ]] && md5_of "$work/$file")
+      check "blk-guest-reads-back-$key" "wrote ${written:-?}, read ${back:-?}" test -n "$written" -a "$written" = "$back"
+      check "blk-host-checksum-$key" "guest ${written:-?}, host ${host:-?}" test -n "$host" -a "$host" = "$written"
+    done
+  else
+    fail blk-backend-starts "qemu-storage-daemon did not listen: $(tail -n3 "$work/qsd-blk.log")"
+  fi
 fi
 
 # ---- 2. vhost-user-fs (virtiofsd) ---------------------------------------------------------------------
-share=$work/share
-mkdir -p "$share"
-host_text="from-the-host-$RANDOM$RANDOM"
-echo "$host_text" > "$share/from_host.txt"
-head -c 1048576 /dev/urandom > "$share/from_host.bin"
-sock=$work/fs.sock
-"$VIRTIOFSD" --socket-path="$sock" -o source="$share" -o cache=none -o sandbox=chroot >"$work/virtiofsd.log" 2>&1 &
-fs_pid=$!
-started+=("$fs_pid")
-if wait_for 30 test -S "$sock"; then
-  log=$work/fs.log
-  vmm_run "$log" "${COMMON[@]}" --cmdline "$E2E_CMDLINE_BASE kite.test=vhost_fs" --vhost-user-fs "socket=$sock,tag=kitefs"
-  rc=$?
-  kill "$fs_pid" 2>/dev/null; wait "$fs_pid" 2>/dev/null
-  check fs-guest-test-passes "no 'KITE-TEST-RESULT vhost_fs rc=0'" log_has "$log" "KITE-TEST-RESULT vhost_fs rc=0"
-  check fs-exits-0 "status $rc" test "$rc" -eq 0
-  got=$(log_value "$log" KITE-FS-HOSTTEXT)
-  check fs-guest-reads-host-text "guest read '${got}'" test "$got" = "$host_text"
-  got=$(log_value "$log" KITE-FS-HOSTSUM)
-  check fs-guest-reads-host-binary "guest sum ${got:-?}" test "$got" = "$(md5_of "$share/from_host.bin")"
-  check fs-host-sees-guest-text "from_guest.txt: $(cat "$share/from_guest.txt" 2>&1)" \
-    test "$(cat "$share/from_guest.txt" 2>/dev/null)" = written-by-the-guest
-  got=$(log_value "$log" KITE-FS-GUESTSUM)
-  host=$( [[ -f $share/from_guest.bin ]] && md5_of "$share/from_guest.bin")
-  check fs-host-sees-guest-binary "guest ${got:-?}, host ${host:-?}" test -n "$got" -a "$got" = "$host"
-else
-  fail fs-backend-starts "virtiofsd did not listen: $(tail -n3 "$work/virtiofsd.log")"
+if part fs; then
+  share=$work/share
+  mkdir -p "$share"
+  host_text="from-the-host-$RANDOM$RANDOM"
+  echo "$host_text" > "$share/from_host.txt"
+  head -c 1048576 /dev/urandom > "$share/from_host.bin"
+  sock=$work/fs.sock
+  "$VIRTIOFSD" --socket-path="$sock" -o source="$share" -o cache=none -o sandbox=chroot >"$work/virtiofsd.log" 2>&1 &
+  fs_pid=$!
+  started+=("$fs_pid")
+  if wait_for 30 test -S "$sock"; then
+    log=$work/fs.log
+    vmm_run "$log" "${COMMON[@]}" --cmdline "$E2E_CMDLINE_BASE kite.test=vhost_fs" --vhost-user-fs "socket=$sock,tag=kitefs"
+    rc=$?
+    kill "$fs_pid" 2>/dev/null; wait "$fs_pid" 2>/dev/null
+    check fs-guest-test-passes "no 'KITE-TEST-RESULT vhost_fs rc=0'" log_has "$log" "KITE-TEST-RESULT vhost_fs rc=0"
+    check fs-exits-0 "status $rc" test "$rc" -eq 0
+    got=$(log_value "$log" KITE-FS-HOSTTEXT)
+    check fs-guest-reads-host-text "guest read '${got}'" test "$got" = "$host_text"
+    got=$(log_value "$log" KITE-FS-HOSTSUM)
+    check fs-guest-reads-host-binary "guest sum ${got:-?}" test "$got" = "$(md5_of "$share/from_host.bin")"
+    check fs-host-sees-guest-text "from_guest.txt: $(cat "$share/from_guest.txt" 2>&1)" \
+      test "$(cat "$share/from_guest.txt" 2>/dev/null)" = written-by-the-guest
+    got=$(log_value "$log" KITE-FS-GUESTSUM)
+    host=$( [[ -f $share/from_guest.bin ]] && md5_of "$share/from_guest.bin")
+    check fs-host-sees-guest-binary "guest ${got:-?}, host ${host:-?}" test -n "$got" -a "$got" = "$host"
+  else
+    fail fs-backend-starts "virtiofsd did not listen: $(tail -n3 "$work/virtiofsd.log")"
+  fi
 fi
 
 # ---- 3. SHMEM demo (examples/shmem-backend, shmem-guest-check) ----------------------------------------
-sock=$work/shm.sock
-cmds=$work/shm.cmds
-mkfifo "$cmds"
-"$SHMEM_BACKEND" --socket-path "$sock" <"$cmds" >"$work/shm-backend.log" 2>&1 &
-shm_pid=$!
-started+=("$shm_pid")
-exec {SHM_CMD}>"$cmds"
-if wait_for 30 test -S "$sock"; then
-  log=$work/shmem.log
-  vm_start "$log" "${COMMON[@]}" --cmdline "$E2E_CMDLINE_BASE iomem=relaxed kite.test=vhost_shmem" \
-    --vhost-user "socket=$sock,virtio-id=42"
-  # Each step: the guest asks on the console, the back-end acts, the guest hears back once it has.
-  for step in map:mapped unmap:unmapped; do
-    ask=${step%%:*} done_text=${step#*:}
-    if wait_for "$E2E_BOOT_TIMEOUT" log_has "$log" "KITE-SHM-STEP=want-$ask" &&
-       echo "$ask" >&"$SHM_CMD" &&
-       wait_for 30 log_has "$work/shm-backend.log" "shmem-backend: $done_text"; then
-      echo "$done_text" >&"$VM_FEED"
-    else
-      echo "# SHMEM step '$ask' did not happen; stopping kite"
-      kill "$VM_PID" 2>/dev/null
-      break
-    fi
-  done
-  vm_wait "$log"
-  rc=$?
-  echo quit >&"$SHM_CMD"
-  sed 's/^/| backend: /' "$work/shm-backend.log"
-  check shmem-guest-test-ends "no 'KITE-TEST-RESULT vhost_shmem rc=0'" log_has "$log" "KITE-TEST-RESULT vhost_shmem rc=0"
-  check shmem-exits-0 "status $rc" test "$rc" -eq 0
-  check shmem-region-0-found "no shm region 0 line" log_has "$log" "shmem-guest-check: shm region 0 base"
-  check shmem-pattern-seen-when-mapped "rc $(log_value "$log" KITE-SHM-MAPPED-RC)" \
-    test "$(log_value "$log" KITE-SHM-MAPPED-RC)" = 0
-  check shmem-hole-holds-no-pattern "rc $(log_value "$log" KITE-SHM-HOLE-RC)" \
-    test "$(log_value "$log" KITE-SHM-HOLE-RC)" = 1
-  check shmem-pattern-gone-after-unmap "rc $(log_value "$log" KITE-SHM-UNMAPPED-RC)" \
-    test "$(log_value "$log" KITE-SHM-UNMAPPED-RC)" = 1
-  check shmem-kite-runs-after-hole "guest did not finish" test "$(log_value "$log" KITE-SHM-ALIVE)" = yes
-  check shmem-backend-unmapped "back-end log has no unmap" log_has "$work/shm-backend.log" "shmem-backend: unmapped"
-else
-  fail shmem-backend-starts "shmem-backend did not listen: $(tail -n3 "$work/shm-backend.log")"
+if part shmem; then
+  sock=$work/shm.sock
+  cmds=$work/shm.cmds
+  mkfifo "$cmds"
+  "$SHMEM_BACKEND" --socket-path "$sock" <"$cmds" >"$work/shm-backend.log" 2>&1 &
+  shm_pid=$!
+  started+=("$shm_pid")
+  exec {SHM_CMD}<>"$cmds"
+  if wait_for 30 test -S "$sock"; then
+    log=$work/shmem.log
+    vm_start "$log" "${COMMON[@]}" --cmdline "$E2E_CMDLINE_BASE iomem=relaxed kite.test=vhost_shmem" \
+      --vhost-user "socket=$sock,virtio-id=42"
+    # Each step: the guest asks on the console, the back-end acts, the guest hears back once it has.
+    for step in map:mapped unmap:unmapped; do
+      ask=${step%%:*} done_text=${step#*:}
+      if wait_for "$E2E_BOOT_TIMEOUT" vm_says "$log" "KITE-SHM-STEP=want-$ask" &&
+         echo "$ask" >&"$SHM_CMD" &&
+         wait_for 30 log_has "$work/shm-backend.log" "shmem-backend: $done_text"; then
+        echo "$done_text" >&"$VM_FEED"
+      else
+        echo "# SHMEM step '$ask' did not happen; stopping kite"
+        kill "$VM_PID" 2>/dev/null
+        break
+      fi
+    done
+    vm_wait "$log"
+    rc=$?
+    echo quit >&"$SHM_CMD"
+    sed 's/^/| backend: /' "$work/shm-backend.log"
+    check shmem-guest-test-ends "no 'KITE-TEST-RESULT vhost_shmem rc=0'" log_has "$log" "KITE-TEST-RESULT vhost_shmem rc=0"
+    check shmem-exits-0 "status $rc" test "$rc" -eq 0
+    check shmem-region-0-found "no shm region 0 line" log_has "$log" "shmem-guest-check: shm region 0 base"
+    check shmem-pattern-seen-when-mapped "rc $(log_value "$log" KITE-SHM-MAPPED-RC)" \
+      test "$(log_value "$log" KITE-SHM-MAPPED-RC)" = 0
+    check shmem-hole-holds-no-pattern "rc $(log_value "$log" KITE-SHM-HOLE-RC)" \
+      test "$(log_value "$log" KITE-SHM-HOLE-RC)" = 1
+    check shmem-pattern-gone-after-unmap "rc $(log_value "$log" KITE-SHM-UNMAPPED-RC)" \
+      test "$(log_value "$log" KITE-SHM-UNMAPPED-RC)" = 1
+    check shmem-kite-runs-after-hole "guest did not finish" test "$(log_value "$log" KITE-SHM-ALIVE)" = yes
+    check shmem-backend-unmapped "back-end log has no unmap" log_has "$work/shm-backend.log" "shmem-backend: unmapped"
+  else
+    fail shmem-backend-starts "shmem-backend did not listen: $(tail -n3 "$work/shm-backend.log")"
+  fi
+  exec {SHM_CMD}>&-
 fi
-exec {SHM_CMD}>&-
 
 # ---- 4. back-end killed during guest I/O, restarted ---------------------------------------------------
-img=$work/rc.img
-truncate -s 64M "$img"
-sock=$work/rc.sock
-if start_qsd "$img" "$sock" "$work/qsd-rc.log"; then
-  log=$work/reconnect.log
-  vm_start "$log" "${COMMON[@]}" --cmdline "$E2E_CMDLINE_BASE kite.test=vhost_reconnect" \
-    --vhost-user-blk "socket=$sock,reconnect-timeout-ms=60000"
-  killed_mid_io=no restarted=no
-  if wait_for "$E2E_BOOT_TIMEOUT" log_has "$log" "KITE-RC-STEP=writing"; then
-    sleep "${E2E_RC_KILL_DELAY:-1}"
-    log_has "$log" "KITE-RC-STEP=written" || killed_mid_io=yes
-    kill -9 "$QSD_PID"; wait "$QSD_PID" 2>/dev/null
-    echo "# killed qemu-storage-daemon (mid-I/O: $killed_mid_io)"
-    sleep 1
-    start_qsd "$img" "$sock" "$work/qsd-rc.log" && restarted=yes
-    echo "# restarted qemu-storage-daemon: $restarted"
+if part reconnect; then
+  img=$work/rc.img
+  truncate -s 64M "$img"
+  sock=$work/rc.sock
+  if start_qsd "$img" "$sock" "$work/qsd-rc.log"; then
+    log=$work/reconnect.log
+    vm_start "$log" "${COMMON[@]}" --cmdline "$E2E_CMDLINE_BASE kite.test=vhost_reconnect" \
+      --vhost-user-blk "socket=$sock,reconnect-timeout-ms=60000"
+    killed_mid_io=no restarted=no
+    if wait_for "$E2E_BOOT_TIMEOUT" vm_says "$log" "KITE-RC-STEP=writing"; then
+      sleep "${E2E_RC_KILL_DELAY:-1}"
+      log_has "$log" "KITE-RC-STEP=written" || killed_mid_io=yes
+      kill -9 "$QSD_PID"; wait "$QSD_PID" 2>/dev/null
+      echo "# killed qemu-storage-daemon (mid-I/O: $killed_mid_io)"
+      sleep 1
+      start_qsd "$img" "$sock" "$work/qsd-rc.log" && restarted=yes
+      echo "# restarted qemu-storage-daemon: $restarted"
+    else
+      kill "$VM_PID" 2>/dev/null
+    fi
+    vm_wait "$log"
+    rc=$?
+    kill "$QSD_PID" 2>/dev/null; wait "$QSD_PID" 2>/dev/null
+    sum=$(log_value "$log" KITE-RC-SUM)
+    check rc-backend-killed-mid-io "the guest had finished writing before the kill" test "$killed_mid_io" = yes
+    check rc-backend-restarted "qemu-storage-daemon did not come back" test "$restarted" = yes
+    check rc-kite-reconnected "no 'back-end reconnected' in kite's log" log_has "$log" "back-end reconnected"
+    check rc-guest-writes-complete "no KITE-RC-STEP=written" log_has "$log" "KITE-RC-STEP=written"
+    check rc-guest-reads-back "wrote ${sum:-?}, read $(log_value "$log" KITE-RC-READBACK)" \
+      test -n "$sum" -a "$(log_value "$log" KITE-RC-READBACK)" = "$sum"
+    host=$(head -c 16777216 "$img" | md5sum | cut -d' ' -f1)
+    check rc-host-image-matches "guest ${sum:-?}, image $host" test "$host" = "$sum"
+    check rc-guest-test-passes "no 'KITE-TEST-RESULT vhost_reconnect rc=0'" log_has "$log" "KITE-TEST-RESULT vhost_reconnect rc=0"
+    check rc-exits-0 "status $rc" test "$rc" -eq 0
   else
-    kill "$VM_PID" 2>/dev/null
+    fail rc-backend-starts "qemu-storage-daemon did not listen: $(tail -n3 "$work/qsd-rc.log")"
   fi
-  vm_wait "$log"
-  rc=$?
-  kill "$QSD_PID" 2>/dev/null; wait "$QSD_PID" 2>/dev/null
-  sum=$(log_value "$log" KITE-RC-SUM)
-  check rc-backend-killed-mid-io "the guest had finished writing before the kill" test "$killed_mid_io" = yes
-  check rc-backend-restarted "qemu-storage-daemon did not come back" test "$restarted" = yes
-  check rc-kite-reconnected "no 'back-end reconnected' in kite's log" log_has "$log" "back-end reconnected"
-  check rc-guest-writes-complete "no KITE-RC-STEP=written" log_has "$log" "KITE-RC-STEP=written"
-  check rc-guest-reads-back "wrote ${sum:-?}, read $(log_value "$log" KITE-RC-READBACK)" \
-    test -n "$sum" -a "$(log_value "$log" KITE-RC-READBACK)" = "$sum"
-  host=$(head -c 16777216 "$img" | md5sum | cut -d' ' -f1)
-  check rc-host-image-matches "guest ${sum:-?}, image $host" test "$host" = "$sum"
-  check rc-guest-test-passes "no 'KITE-TEST-RESULT vhost_reconnect rc=0'" log_has "$log" "KITE-TEST-RESULT vhost_reconnect rc=0"
-  check rc-exits-0 "status $rc" test "$rc" -eq 0
-else
-  fail rc-backend-starts "qemu-storage-daemon did not listen: $(tail -n3 "$work/qsd-rc.log")"
 fi
 
 rm -rf "$work"
