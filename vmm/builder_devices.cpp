@@ -148,6 +148,7 @@ Result<void> VmBuilder::attach_vhost_user(vhost::VhostUserDeviceConfig config) {
     auto base = shm_allocator_->next().align_up(kShmWindowAlign);
     if (!base) return fail("no guest-physical space left for shared memory regions");
     config.shm_base = *base;
+    config.reconnect_timeout = config.connect_timeout;  // reconnect-timeout-ms bounds the first wait and every reconnect
     if (config_.vhost_trace) {
         std::string socket = config.socket_path;
         config.trace = [socket](std::string_view line) { fmt::print(stderr, "vhost-user {}: {}\n", socket, line); };
