@@ -54,8 +54,11 @@ int main(int argc, char** argv) {
     // file is a configuration error and nothing runs.
     std::optional<kite::SnapshotData> snapshot;
     std::optional<kite::MirrorKey> key;
+    double read_ms = 0;
     if (!config.restore.empty()) {
+        auto read_start = std::chrono::steady_clock::now();
         auto data = kite::read_snapshot(config.restore);
+        read_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - read_start).count();
         if (!data) {
             std::fprintf(stderr, "kite: cannot restore: %s\n", data.error().message.c_str());
             return kExitConfigError;
@@ -83,8 +86,8 @@ int main(int argc, char** argv) {
             return kExitConfigError;
         }
         double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-        spdlog::info("restored {} ({} MiB{}) in {:.1f} ms", config.restore, (*vm)->ram().ram_size() >> 20,
-                     key ? ", through the mirror VM" : "", ms);
+        spdlog::info("restored {} ({} MiB{}): file read and checked in {:.1f} ms, state applied in {:.1f} ms",
+                     config.restore, (*vm)->ram().ram_size() >> 20, key ? ", through the mirror VM" : "", read_ms, ms);
         snapshot.reset();  // the file's bytes are no longer needed while the guest runs
     }
     if (auto r = kite::attach_control(**vm, config); !r) {
