@@ -56,6 +56,11 @@ int main(int argc, char** argv) {
     std::optional<kite::MirrorKey> key;
     double read_ms = 0;
     if (!config.restore.empty()) {
+        if (!config.devices.empty()) {
+            std::fprintf(stderr, "kite: cannot restore: VMs with devices cannot be snapshotted or restored yet "
+                                 "(device '%s' has no saved state)\n", kite::device_kind_name(config.devices.front()));
+            return kExitConfigError;
+        }
         auto read_start = std::chrono::steady_clock::now();
         auto data = kite::read_snapshot(config.restore);
         read_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - read_start).count();
