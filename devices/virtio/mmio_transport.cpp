@@ -260,7 +260,10 @@ void VirtioMmioTransport::write_status(uint32_t value) {
         return;
     }
     // guest-controlled. The driver only ever adds bits (spec 3.1.1); anything else is a driver bug.
-    if ((value & status_) != (status_ & ~virtio::kStatusDeviceNeedsReset)) {
+    // DEVICE_NEEDS_RESET is the device's bit: a driver may leave it out or write back what it read
+    // (Linux's virtio_add_status(FAILED) does).
+    uint32_t kept = status_ & ~virtio::kStatusDeviceNeedsReset;
+    if ((value & kept) != kept) {
         log_.warn("virtio-mmio: status {:#x} clears bits of {:#x}, ignored", value, status_);
         return;
     }

@@ -185,6 +185,11 @@ static void queue_config_rules(void) {
     expect_queue_refused(8, d + 8, a, u, "misaligned descriptor table refused");
     expect_queue_refused(8, d, d + 64, u, "avail ring overlapping the descriptor table refused");
 
+    // Linux answers with virtio_add_status(FAILED): it writes back what it read, DEVICE_NEEDS_RESET too.
+    uint32_t needs_reset = rd(DEV_A, R_STATUS);
+    wr(DEV_A, R_STATUS, needs_reset | S_FAILED);
+    report(rd(DEV_A, R_STATUS) == (needs_reset | S_FAILED), "FAILED written with DEVICE_NEEDS_RESET read back is taken",
+           rd(DEV_A, R_STATUS));
     wr(DEV_A, R_STATUS, 0);
     report(rd(DEV_A, R_STATUS) == 0, "reset clears DEVICE_NEEDS_RESET", rd(DEV_A, R_STATUS));
 

@@ -21,7 +21,7 @@ enum {
     R_USED_LO = 0x0a0, R_USED_HI = 0x0a4, R_CONFIG = 0x100,
 };
 
-enum { S_ACK = 1, S_DRIVER = 2, S_DRIVER_OK = 4, S_FEATURES_OK = 8, S_NEEDS_RESET = 0x40 };
+enum { S_ACK = 1, S_DRIVER = 2, S_DRIVER_OK = 4, S_FEATURES_OK = 8, S_NEEDS_RESET = 0x40, S_FAILED = 0x80 };
 #define F_INDIRECT (1ull << 28)
 #define F_VERSION_1 (1ull << 32)
 

@@ -172,6 +172,18 @@ TEST_CASE("a queue larger than its maximum is not made ready and the device need
     CHECK((f.driver.read32(0x70) & virtio::kStatusDeviceNeedsReset) != 0);
 }
 
+TEST_CASE("a status write that repeats DEVICE_NEEDS_RESET keeps its bits and adds FAILED") {
+    Fixture f;
+    FakeQueue fq(f.mem, 32);
+    f.driver.negotiate(virtio::kFeatureVersion1);
+    f.driver.setup_queue(1, fq.config());
+    uint32_t status = f.driver.read32(0x70);
+
+    f.driver.write32(0x70, status | virtio::kStatusFailed);  // Linux: virtio_add_status() reads, ORs, writes
+
+    CHECK(f.driver.read32(0x70) == (status | virtio::kStatusFailed));
+}
+
 TEST_CASE("queue registers written while the queue is ready are ignored") {
     Fixture f;
     FakeQueue fq(f.mem, 16);
