@@ -52,4 +52,31 @@ run_one bzimage bzimage-guest 0 "$good"
 # A wrong checksum must fail exactly one check: proves the guest's verdict reaches Kite's exit status.
 run_one pvh-wrong-cksum pvh-guest.elf 1 "$bad"
 run_one bzimage-wrong-cksum bzimage-guest 1 "$bad"
+
+# The hostile virtio guest (virtio_hostile.c) abuses virtio-mmio transport 0 (an rng) and checks that
+# transport 1 (another rng) keeps serving; transport 2 (a disk) gets the garbage register writes too.
+# Besides the guest's verdict, Kite must have logged what it refused and must not have tripped a sanitizer.
+run_hostile() {
+    local log="$work/virtio-hostile.log"
+    truncate -s 1M "$work/disk.img"
+    timeout 300 "$kite" run --kernel "$images/virtio-hostile.elf" --cmdline "console=ttyS0" --memory 64M \
+        --serial stdio --rng --rng --disk "$work/disk.img" > "$log" 2>&1 < /dev/null
+    local status=$? ok=1 why=""
+    [ "$status" -eq 0 ] || { ok=0; why="exit status $status"; }
+    grep -q "GUEST: DONE all passed" "$log" || { ok=0; why="$why; no 'GUEST: DONE all passed'"; }
+    ! grep -q "GUEST: FAIL" "$log" || { ok=0; why="$why; a guest check failed"; }
+    ! grep -Eq "AddressSanitizer|LeakSanitizer|runtime error:" "$log" || { ok=0; why="$why; sanitizer report"; }
+    for logged in "virtio-mmio: .*ignored" "virtio-rng: bad request: descriptor chain longer than" \
+                  "virtqueue: avail ring head 32768 beyond a queue of 8"; do
+        grep -Eq "$logged" "$log" || { ok=0; why="$why; kite did not log '$logged'"; }
+    done
+    if [ "$ok" -eq 1 ]; then
+        echo "ok   virtio-hostile ($(grep -c 'GUEST: PASS' "$log") checks)"
+    else
+        echo "FAIL virtio-hostile (${why#; }); output:"
+        sed 's/^/    /' "$log"
+        failed=1
+    fi
+}
+run_hostile
 exit $failed
