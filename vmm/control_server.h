@@ -2,7 +2,8 @@
 //   {"command":"status"}                   -> {"ok":true,"state":"running"|"paused","vcpus":N,"memory":bytes}
 //   {"command":"pause"} / {"command":"resume"}
 //   {"command":"snapshot","path":"FILE","via":"direct"|"mirror","then":"resume"|"pause"|"stop"}
-//        -> writes a snapshot (the VM is paused while it is taken); "via" defaults to direct, "then" to the
+//        -> writes a snapshot (vCPUs paused while state and memory are copied, not while the file is
+//           written); "via" defaults to direct, "then" to the
 //           state the VM was in. Reply: {"ok":true,"pause_ms":..,"capture_ms":..,"write_ms":..,
 //           "memory_bytes":..,"file_bytes":..}
 //   {"command":"shutdown"}                 -> stops the VM; Kite exits 0

@@ -65,7 +65,8 @@ void VcpuSet::pause() {
     pause_requested_ = true;
     attention_.store(true);
     kick_all();
-    cv_.wait(lock, [&] { return parked_ == vcpus_.size() || stop_requested_; });
+    // A vCPU whose thread ended (KVM_RUN failed) never parks: count it as parked, or pause() would hang.
+    cv_.wait(lock, [&] { return parked_ + exited_ == vcpus_.size() || stop_requested_; });
 }
 
 void VcpuSet::resume() {
@@ -88,6 +89,15 @@ void VcpuSet::stop() {
 }
 
 void VcpuSet::run_loop(unsigned index) {
+    struct ExitCount {
+        VcpuSet& set;
+        ~ExitCount() {
+            std::lock_guard lock(set.mutex_);
+            ++set.exited_;
+            set.cv_.notify_all();
+        }
+    } exit_count{*this};
+
     // Host signals (SIGINT, SIGTERM, SIGCHLD) belong to the VMM thread; only the kick reaches vCPUs.
     sigset_t set;
     sigfillset(&set);

@@ -71,6 +71,7 @@ private:
     bool pause_requested_ = false;  // guarded by mutex_
     bool stop_requested_ = false;   // guarded by mutex_
     unsigned parked_ = 0;           // guarded by mutex_
+    unsigned exited_ = 0;           // guarded by mutex_: threads that left run_loop
     // Read by vCPU threads between KVM_RUN calls without the lock; written under mutex_ before a kick.
     // Pairs with the store in pause()/stop(): a vCPU that misses it is kicked out of KVM_RUN anyway.
     std::atomic<bool> attention_{false};

@@ -34,34 +34,46 @@ struct Snapshotter {
             key = *k;
         }
         const bool was_paused = vm.paused();
+        AfterSnapshot then = request.then;
+        if (then == AfterSnapshot::Previous) then = was_paused ? AfterSnapshot::Pause : AfterSnapshot::Resume;
         SnapshotReport report;
         auto paused_at = Clock::now();
         vm.pause();
-        auto result = capture_and_write(request, report);
-        AfterSnapshot then = request.then;
-        if (then == AfterSnapshot::Previous) then = was_paused ? AfterSnapshot::Pause : AfterSnapshot::Resume;
-        // A failed snapshot leaves the VM as it was.
-        if (!result) then = was_paused ? AfterSnapshot::Pause : AfterSnapshot::Resume;
-        if (then == AfterSnapshot::Resume) vm.resume();
+        // The guest only waits for the capture: the snapshot is a copy in Kite's memory by then, so a VM
+        // that goes on running resumes before the file is encoded and written.
+        auto data = capture(request, report);
+        if (data && then == AfterSnapshot::Resume) vm.resume();
         if (!was_paused) report.pause_ms = ms_since(paused_at);
+        auto written = data ? write(request, *data, report) : Result<void>(std::unexpected(data.error()));
+        if (!written) {
+            // A failed snapshot leaves the VM as it was.
+            if (was_paused)
+                vm.pause();
+            else
+                vm.resume();
+            return std::unexpected(written.error());
+        }
         if (then == AfterSnapshot::Stop) stop("stopped after a snapshot to " + request.path);
-        if (!result) return std::unexpected(result.error());
         spdlog::info("snapshot {}: {} MiB, capture {:.1f} ms, write {:.1f} ms, vCPUs paused {:.1f} ms",
                      request.path, report.memory_bytes >> 20, report.capture_ms, report.write_ms, report.pause_ms);
         return report;
     }
 
-    Result<void> capture_and_write(const SnapshotRequest& request, SnapshotReport& report) {
+    Result<SnapshotData> capture(const SnapshotRequest& request, SnapshotReport& report) {
         auto start = Clock::now();
         MemoryVia via = request.via == SnapshotVia::Mirror ? MemoryVia::Mirror : MemoryVia::Direct;
         auto data = capture_snapshot(vm, via, mirror, key ? *key : MirrorKey{});
         if (!data) return fail("snapshot: " + data.error().message);
         report.capture_ms = ms_since(start);
         report.memory_bytes = vm.ram().ram_size();
-        start = Clock::now();
-        if (via == MemoryVia::Mirror)
+        return data;
+    }
+
+    Result<void> write(const SnapshotRequest& request, const SnapshotData& data, SnapshotReport& report) {
+        auto start = Clock::now();
+        if (data.flags & kSnapshotFlagSealedMemory)
             if (auto r = write_key_file(key_file_path(request.path), *key); !r) return r;
-        if (auto r = write_snapshot(request.path, *data); !r) return fail("snapshot: " + r.error().message);
+        if (auto r = write_snapshot(request.path, data); !r) return fail("snapshot: " + r.error().message);
         report.write_ms = ms_since(start);
         std::error_code ec;
         report.file_bytes = std::filesystem::file_size(request.path, ec);
