@@ -229,7 +229,14 @@ hostname kite-guest
 kver=$(uname -r)
 if [ -f /lib/modules/$kver/load-order ]; then
   while read -r m; do
-    insmod /lib/modules/$kver/$m 2>/dev/null || echo "rcS: insmod $m failed"
+    # insmod, unlike kmod's modprobe, does not pick up MODULE.PARAM=VALUE from the kernel command line
+    # (virtio_mmio.device=... among them): pass those on here.
+    name=$(basename "$m" .ko | tr - _)
+    params=
+    for w in $cmdline; do
+      case $w in "$name".*=*) params="$params ${w#"$name".}" ;; esac
+    done
+    insmod /lib/modules/$kver/$m $params 2>/dev/null || echo "rcS: insmod $m failed"
   done < /lib/modules/$kver/load-order
 else
   echo "rcS: no modules for kernel $kver"

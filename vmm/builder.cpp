@@ -1,5 +1,6 @@
 #include "vmm/builder.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "devices/legacy/acpi_pm.h"
@@ -141,7 +142,7 @@ Result<void> VmBuilder::attach_legacy_devices() {
 Result<void> VmBuilder::write_acpi_tables() {
     AcpiConfig acpi;
     acpi.num_cpus = config_.vcpus;
-    acpi.virtio = virtio_acpi_;
+    if (config_.boot.virtio_discovery == VirtioDiscovery::Acpi) acpi.virtio = virtio_acpi_;
     acpi.base = GuestAddress(kAcpiTablesBase);
     auto tables = build_acpi_tables(acpi);
     if (!tables) return std::unexpected(with_context(tables.error(), "ACPI tables"));
@@ -173,6 +174,11 @@ Result<void> VmBuilder::load_kernel() {
     in.kernel = std::filesystem::path(config_.boot.kernel);
     if (!config_.boot.initrd.empty()) in.initrd = std::filesystem::path(config_.boot.initrd);
     in.cmdline = config_.boot.cmdline;
+    if (config_.boot.virtio_discovery == VirtioDiscovery::Cmdline) {
+        // The virtio_mmio driver's syntax: <size>@<base>:<irq>, one parameter per transport.
+        for (const auto& t : virtio_acpi_)
+            in.cmdline += fmt::format(" virtio_mmio.device={:#x}@{:#x}:{}", t.size, t.base, t.irq);
+    }
     in.protocol = to_boot_protocol(config_.boot.protocol);
     for (const auto& range : layout_->ram) in.ram.push_back(range);
     in.rsdp = rsdp_;

@@ -34,6 +34,7 @@ constexpr ScalarFlag kScalarFlags[] = {
     {"--vcpus", "vcpus", "N", "Number of vCPUs, 1 to 254"},
     {"--serial", "serial", "OUTPUT", "Serial port output: stdio | off | file:PATH"},
     {"--boot-protocol", "boot-protocol", "PROTOCOL", "auto | bzimage | pvh"},
+    {"--virtio-discovery", "virtio-discovery", "MODE", "acpi | cmdline (virtio_mmio.device= parameters)"},
     {"--api-socket", "api-socket", "PATH", "Serve the JSON control API on this socket"},
     {"--restore", "restore", "FILE", "Resume this snapshot instead of booting"},
     {"--log-level", "log-level", "LEVEL", "trace | debug | info | warn | error | critical | off"},

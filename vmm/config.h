@@ -14,6 +14,9 @@ namespace kite {
 // Named ConfigHugePages (not HugePages) so it cannot clash with the RAM-block type of the memory library.
 enum class ConfigHugePages { None, Transparent, Hugetlbfs2M };
 enum class BootProtocol { Auto, BzImage, Pvh };
+// How the guest learns where the virtio-mmio transports are: ACPI DSDT entries (LNRO0005, what the stock
+// kernel uses), or virtio_mmio.device= parameters on the kernel command line (kernels without ACPI).
+enum class VirtioDiscovery { Acpi, Cmdline };
 
 // Where a character device's output goes. Input (serial, console) comes from stdin only in Stdio mode.
 struct OutputConfig {
@@ -26,6 +29,7 @@ struct BootConfig {
     std::string initrd;  // empty = none
     std::string cmdline;
     BootProtocol protocol = BootProtocol::Auto;
+    VirtioDiscovery virtio_discovery = VirtioDiscovery::Acpi;
 };
 
 struct MemoryConfig {

@@ -29,7 +29,8 @@ constexpr uint64_t kMaxReconnectMs = 3'600'000;
 
 constexpr std::string_view kVmKeys[] = {"vcpus",    "memory",        "kernel",      "initrd",
                                         "cmdline",  "boot-protocol", "serial",      "log-level",
-                                        "devices",  "vhost-trace",   "api-socket",  "restore"};
+                                        "devices",  "vhost-trace",   "api-socket",  "restore",
+                                        "virtio-discovery"};
 constexpr std::string_view kMemoryKeys[] = {"size", "hugepages", "shared"};
 constexpr std::string_view kKinds[] = {"block",          "net",           "rng",       "console",
                                        "vhost-user-blk", "vhost-user-fs", "vhost-user"};
@@ -253,6 +254,12 @@ Result<void> set_vm_field(VmConfig& config, std::string_view key, std::string_vi
         else if (value == "bzimage") config.boot.protocol = BootProtocol::BzImage;
         else if (value == "pvh") config.boot.protocol = BootProtocol::Pvh;
         else return fail("expected auto, bzimage or pvh, got " + quote_value(value));
+        return {};
+    }
+    if (key == "virtio-discovery") {
+        if (value == "acpi") config.boot.virtio_discovery = VirtioDiscovery::Acpi;
+        else if (value == "cmdline") config.boot.virtio_discovery = VirtioDiscovery::Cmdline;
+        else return fail("expected acpi or cmdline, got " + quote_value(value));
         return {};
     }
     if (key == "serial") return assign(config.serial, parse_output(value, context));

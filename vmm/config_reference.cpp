@@ -14,6 +14,8 @@ std::string_view config_reference() {
   initrd: initrd.gz          optional
   cmdline: "console=ttyS0"   kernel command line
   boot-protocol: auto        auto | bzimage | pvh
+  virtio-discovery: acpi     acpi: virtio-mmio devices in the ACPI DSDT (LNRO0005); cmdline:
+                             virtio_mmio.device= on the kernel command line instead
   serial: stdio              stdio | off | {file: serial.log}   (also file:serial.log)
   log-level: warn            trace | debug | info | warn | error | critical | off
   vhost-trace: false         print every vhost-user message, decoded

@@ -229,3 +229,13 @@ TEST_CASE("control commands carry their arguments and the API socket") {
     CHECK(cli_error({"shutdown"}).find("--api-socket") != std::string::npos);
     CHECK(cli_error({"snapshot", "--api-socket", "/tmp/k.sock"}).find("file") != std::string::npos);
 }
+
+TEST_CASE("--virtio-discovery picks ACPI or command-line discovery and refuses anything else") {
+    Assets assets;
+    CHECK(cli_ok({"run", "--kernel", assets.kernel}).config.boot.virtio_discovery == VirtioDiscovery::Acpi);
+    CHECK(cli_ok({"run", "--kernel", assets.kernel, "--virtio-discovery", "cmdline"}).config.boot.virtio_discovery ==
+          VirtioDiscovery::Cmdline);
+    auto bad = cli({"run", "--kernel", assets.kernel, "--virtio-discovery", "pci"});
+    REQUIRE_FALSE(bad.has_value());
+    CHECK(bad.error().message.find("expected acpi or cmdline") != std::string::npos);
+}

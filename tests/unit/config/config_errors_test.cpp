@@ -172,3 +172,10 @@ TEST_CASE("messages escape control bytes and shorten very long values") {
     CHECK(error_of("kernel: k\nvcpus: " + long_value + "\n") ==
           "vm.yaml:2:8: vcpus: expected a whole number from 1 to 254, got '" + std::string(80, 'x') + "...'");
 }
+
+TEST_CASE("virtio-discovery takes acpi or cmdline") {
+    auto config = parse_config("kernel: k\nvirtio-discovery: cmdline\n", "vm.yaml", "/vm", ParseOptions{.check_files = false});
+    REQUIRE(config.has_value());
+    CHECK(config->boot.virtio_discovery == VirtioDiscovery::Cmdline);
+    CHECK(error_of("kernel: k\nvirtio-discovery: dsdt\n") == "vm.yaml:2:19: virtio-discovery: expected acpi or cmdline, got 'dsdt'");
+}
