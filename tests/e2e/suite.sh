@@ -31,7 +31,7 @@ timeout_s=${E2E_SCENARIO_TIMEOUT:-600}
 run_part() {
   local label=$1 kind=$2; shift 2
   echo "## $label: $*"
-  local line finished=0 failed_lines=0 start=$SECONDS
+  local line last="" finished=0 failed_lines=0 start=$SECONDS
   while IFS= read -r line; do
     case $line in
       "ok   "*) [[ $kind == guest ]] && line="PASS $label/${line#ok   }" ;;
@@ -42,6 +42,7 @@ run_part() {
       E2E-SUMMARY*) finished=1 ;;
     esac
     printf '%s\n' "$line"
+    [[ -z $line ]] || last=$line
   done < <(setsid bash -c 'echo $$ > "$0"; exec timeout -k 10 "$1" "${@:2}"' "$work/$label.pid" "$timeout_s" "$@" \
              < /dev/null 2>&1
            echo $? > "$work/$label.rc"
@@ -59,7 +60,7 @@ run_part() {
     echo "SKIP $label: skipped (status 77)"
     return 0
   elif [[ $rc -ne 0 && $failed_lines -eq 0 ]]; then
-    echo "FAIL $label/status: exited $rc without a FAIL line"
+    echo "FAIL $label/status: exited $rc without a FAIL line; last output: ${last:0:160}"
   elif [[ $rc -eq 0 && $failed_lines -eq 0 ]]; then
     return 0
   fi
