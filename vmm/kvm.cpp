@@ -310,7 +310,6 @@ Result<VcpuExit> VcpuFd::run() const {
 KITE_VCPU_GETSET(kvm_regs, get_regs, set_regs, KVM_GET_REGS, KVM_SET_REGS)
 KITE_VCPU_GETSET(kvm_sregs, get_sregs, set_sregs, KVM_GET_SREGS, KVM_SET_SREGS)
 KITE_VCPU_GETSET(kvm_fpu, get_fpu, set_fpu, KVM_GET_FPU, KVM_SET_FPU)
-KITE_VCPU_GETSET(kvm_xsave, get_xsave, set_xsave, KVM_GET_XSAVE, KVM_SET_XSAVE)
 KITE_VCPU_GETSET(kvm_xcrs, get_xcrs, set_xcrs, KVM_GET_XCRS, KVM_SET_XCRS)
 KITE_VCPU_GETSET(kvm_lapic_state, get_lapic, set_lapic, KVM_GET_LAPIC, KVM_SET_LAPIC)
 KITE_VCPU_GETSET(kvm_vcpu_events, get_vcpu_events, set_vcpu_events, KVM_GET_VCPU_EVENTS, KVM_SET_VCPU_EVENTS)

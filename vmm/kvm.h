@@ -86,8 +86,7 @@ public:
     Result<void> set_sregs(const kvm_sregs&) const;
     Result<void> get_fpu(kvm_fpu&) const;
     Result<void> set_fpu(const kvm_fpu&) const;
-    Result<void> get_xsave(kvm_xsave&) const;
-    Result<void> set_xsave(const kvm_xsave&) const;
+    // XSAVE: no wrapper here; the area's size is KVM's (KVM_CAP_XSAVE2), see uapi::kGetXsave2 and vm_state.cpp.
     Result<void> get_xcrs(kvm_xcrs&) const;
     Result<void> set_xcrs(const kvm_xcrs&) const;
     Result<void> get_lapic(kvm_lapic_state&) const;

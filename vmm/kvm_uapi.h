@@ -9,6 +9,7 @@
 
 #include <linux/kvm.h>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace kite::uapi {
@@ -38,9 +39,15 @@ inline constexpr unsigned long kGetMsrs = _IOWR(KVMIO, 0x88, MsrsHeader);
 inline constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, MsrsHeader);
 inline constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, Cpuid2Header);
 inline constexpr unsigned long kGetCpuid2 = _IOWR(KVMIO, 0x91, Cpuid2Header);
+// struct kvm_xsave is region[1024] plus a flexible array: 4096 bytes in C, 4100 in C++.
+inline constexpr size_t kXsaveLegacySize = 4096;
+inline constexpr unsigned long kGetXsave = _IOC(_IOC_READ, KVMIO, 0xa4, kXsaveLegacySize);
+inline constexpr unsigned long kSetXsave = _IOC(_IOC_WRITE, KVMIO, 0xa5, kXsaveLegacySize);
+inline constexpr unsigned long kGetXsave2 = _IOC(_IOC_READ, KVMIO, 0xcf, kXsaveLegacySize);
 
 // The values C computes (checked against gcc on linux-libc-dev 6.1).
 static_assert(kGetSupportedCpuid == 0xc008ae05 && kSetCpuid2 == 0x4008ae90 && kGetMsrs == 0xc008ae88 &&
-              kSetMsrs == 0x4008ae89 && kGetMsrIndexList == 0xc004ae02 && kSetGsiRouting == 0x4008ae6a);
+              kSetMsrs == 0x4008ae89 && kGetMsrIndexList == 0xc004ae02 && kSetGsiRouting == 0x4008ae6a &&
+              kGetXsave == 0x9000aea4 && kSetXsave == 0x5000aea5 && kGetXsave2 == 0x9000aecf);
 
 }  // namespace kite::uapi
