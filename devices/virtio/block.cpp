@@ -142,6 +142,10 @@ void BlockDevice::reset() {
     interrupt_ = nullptr;
 }
 
+void BlockDevice::quiesce() {
+    if (engine_) engine_->finish_all();
+}
+
 void BlockDevice::process() {
     if (queues_.empty() || !queues_[0]) return;
     Queue& q = queues_[0]->queue;

@@ -47,6 +47,7 @@ public:
     void write_config(uint64_t, std::span<const uint8_t>) override {}
     Result<void> activate(ActivateContext ctx) override;
     void reset() override;
+    void quiesce() override;  // waits for the image I/O in flight and completes those requests
 
 private:
     struct Pending {

@@ -64,6 +64,7 @@ public:
     SyncEngine(int fd, Completion done) : fd_(fd), done_(std::move(done)) {}
     void submit(BlockOp op) override { done_(op.tag, run_block_op_sync(fd_, op)); }
     void cancel_all() override {}
+    void finish_all() override {}
     bool is_async() const override { return false; }
 
 private:
@@ -132,6 +133,20 @@ public:
         }
         in_flight_.clear();
         dropping_ = false;
+    }
+    void finish_all() override {
+        while (!in_flight_.empty()) {
+            io_uring_cqe* cqe = nullptr;
+            if (int r = io_uring_wait_cqe(&ring_, &cqe); r < 0) {
+                if (r == -EINTR) continue;
+                spdlog::warn("virtio-blk: io_uring_wait_cqe: {}", -r);
+                return;
+            }
+            uint64_t tag = io_uring_cqe_get_data64(cqe);
+            int64_t res = cqe->res;
+            io_uring_cqe_seen(&ring_, cqe);
+            if (in_flight_.erase(tag)) done_(tag, res);
+        }
     }
     bool is_async() const override { return true; }
 

@@ -42,6 +42,9 @@ public:
     // Waits for every op in flight and drops their completions (device reset: the guest memory they
     // point at must not be touched by the kernel once the driver may reuse it).
     virtual void cancel_all() = 0;
+    // Waits for every op in flight and runs their completions before returning (snapshot: afterwards
+    // every request the device took from its queue is in the used ring).
+    virtual void finish_all() = 0;
     virtual bool is_async() const = 0;
 };
 

@@ -13,6 +13,8 @@ Result<std::vector<std::optional<ServedQueue>>> serve_queues(const ActivateConte
         if (i >= ctx.kick_fds.size()) return fail("no kick fd for queue " + std::to_string(i));
         auto queue = Queue::create(ctx.memory, ctx.queues[i], max_sizes[i], ctx.driver_features);
         if (!queue) return std::unexpected(queue.error());
+        if (ctx.restored)
+            if (auto at = queue->start_at_used_idx(); !at) return fail("queue " + std::to_string(i) + ": " + at.error().message);
         uint16_t index = static_cast<uint16_t>(i);
         auto kick = FdWatcher::create(ctx.io, ctx.kick_fds[i], FdWatcher::Mode::kDrainEventfd,
                                       [on_kick, index] { on_kick(index); });

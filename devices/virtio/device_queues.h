@@ -28,7 +28,8 @@ struct ServedQueue {
 };
 
 // Builds the ready queues of ctx (nullopt for queues the driver left unused) and watches their kick fds,
-// calling on_kick(index) on the VMM thread after each notification.
+// calling on_kick(index) on the VMM thread after each notification. A restored ctx starts each queue at
+// its used ring's idx (Queue::start_at_used_idx).
 Result<std::vector<std::optional<ServedQueue>>> serve_queues(const ActivateContext& ctx,
                                                              std::span<const uint16_t> max_sizes,
                                                              std::function<void(uint16_t)> on_kick);

@@ -287,7 +287,7 @@ void VirtioMmioTransport::write_status(uint32_t value) {
     if (added & next & virtio::kStatusDriverOk) post_activate_locked();
 }
 
-void VirtioMmioTransport::post_activate_locked() {
+void VirtioMmioTransport::post_activate_locked(bool restored) {
     std::vector<QueueConfig> configs;
     std::vector<int> kicks;
     for (size_t i = 0; i < queues_.size(); ++i) {
@@ -296,10 +296,11 @@ void VirtioMmioTransport::post_activate_locked() {
     }
     device_active_ = true;
     std::weak_ptr<VirtioMmioTransport> weak = weak_from_this();
-    asio::post(io_, [weak, configs = std::move(configs), kicks = std::move(kicks), features = driver_features_] {
+    asio::post(io_, [weak, configs = std::move(configs), kicks = std::move(kicks), features = driver_features_,
+                     restored] {
         auto self = weak.lock();
         if (!self) return;
-        ActivateContext ctx{self->memory_, configs, kicks, self->irq_fd_.get(), *self, self->io_, features};
+        ActivateContext ctx{self->memory_, configs, kicks, self->irq_fd_.get(), *self, self->io_, features, restored};
         if (auto r = self->device_->activate(std::move(ctx)); !r) {
             self->log_.warn("virtio-mmio: device {} failed to activate: {}", self->device_->device_id(),
                             r.error().message);

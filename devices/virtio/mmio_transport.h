@@ -54,6 +54,15 @@ public:
     void read(uint64_t offset, std::span<uint8_t> data) override;
     void write(uint64_t offset, std::span<const uint8_t> data) override;
 
+    // Snapshot (VMM thread, vCPUs paused): quiesces the device (requests in flight complete), then
+    // returns the register state in a versioned byte format (layout in mmio_transport_state.cpp).
+    std::vector<uint8_t> save_state();
+    // Restore into a transport the driver has not touched (VMM thread, before the vCPUs run, guest
+    // memory already restored). The bytes come from a file: everything is checked against this device
+    // and guest memory first, and a bad blob is refused with the state left as it was. A device the
+    // driver had set DRIVER_OK on is activated again, its queues continuing at their used rings' idx.
+    Result<void> restore_state(std::span<const uint8_t> bytes);
+
     // VirtioInterrupt (VMM thread).
     void signal_used_queue(uint16_t queue) override;
     void signal_config_change() override;
@@ -72,7 +81,7 @@ private:
     void write_queue_register(uint64_t offset, uint32_t value);
     void write_status(uint32_t value);
     void reset_locked();
-    void post_activate_locked();
+    void post_activate_locked(bool restored = false);
     void trigger();
 
     std::shared_ptr<VirtioDevice> device_;

@@ -65,6 +65,15 @@ Queue::Queue(GuestMemory& memory, const QueueConfig& config, uint64_t driver_fea
       event_idx_(driver_features & virtio::kFeatureEventIdx),
       indirect_(driver_features & virtio::kFeatureIndirectDesc) {}
 
+Result<uint16_t> Queue::start_at_used_idx() {
+    auto idx = ring_index(*memory_, GuestAddress(config_.used.value() + 2));
+    if (!idx) return fail("used ring not in guest RAM");
+    uint16_t at = idx->load(std::memory_order_acquire);  // guest-controlled
+    set_next_avail(at);
+    set_next_used(at);
+    return at;
+}
+
 void Queue::mark_broken(std::string reason) {
     if (!broken_) spdlog::warn("virtqueue: {}", reason);
     broken_ = Error{std::move(reason), 0};

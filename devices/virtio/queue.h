@@ -56,6 +56,10 @@ public:
         next_used_ = index;
         used_at_last_notify_check_ = index;
     }
+    // A queue restored from a snapshot continues where the used ring says: next avail and next used
+    // both become used.idx as it is in guest memory (guest-controlled; a value more than a queue size
+    // behind avail.idx breaks the queue at the next pop(), as any driver bug does).
+    Result<uint16_t> start_at_used_idx();
 
 private:
     Queue(GuestMemory& memory, const QueueConfig& config, uint64_t driver_features);

@@ -52,6 +52,9 @@ struct ActivateContext {
     VirtioInterrupt& interrupt;
     asio::io_context& io;             // the VMM thread's event loop
     uint64_t driver_features = 0;     // what the driver acknowledged
+    // Restored from a snapshot: each queue continues at its used ring's idx in guest memory (the
+    // snapshot was taken with every popped chain completed, see VirtioDevice::quiesce) instead of 0.
+    bool restored = false;
 };
 
 class VirtioDevice {
@@ -72,6 +75,10 @@ public:
     virtual void reset() = 0;
 
     virtual std::vector<ShmRegion> shm_regions() const { return {}; }
+
+    // Snapshot (VMM thread, vCPUs paused): completes every request in flight, so that every chain the
+    // device popped is in its used ring and used.idx is where each queue continues after a restore.
+    virtual void quiesce() {}
 
     // True for devices whose back-end signals the irqfd directly (vhost-user): the transport then reports
     // "used buffer" in InterruptStatus on every read, because it cannot see those interrupts itself.
