@@ -63,6 +63,9 @@ Result<std::shared_ptr<VirtioMmioTransport>> VmBuilder::add_transport(std::share
     if (auto ok = vm_->mmio().insert(*transport, base.value(), VirtioMmioTransport::kWindowSize); !ok)
         return std::unexpected(ok.error());
     virtio_acpi_.push_back({base.value(), static_cast<uint32_t>(VirtioMmioTransport::kWindowSize), *irq});
+    // Snapshots refuse vhost-user devices before reaching these (vmm/vm_snapshot.h snapshot_refusal).
+    vm_->add_device_state({fmt::format("virtio{}", index), [t = *transport] { return t->save_state(); },
+                           [t = *transport](std::span<const uint8_t> b) { return t->restore_state(b); }});
     spdlog::info("virtio device id {} at {:#x}, IRQ {}", (*transport)->device().device_id(), base.value(), *irq);
     return transport;
 }

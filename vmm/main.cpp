@@ -56,9 +56,8 @@ int main(int argc, char** argv) {
     std::optional<kite::MirrorKey> key;
     double read_ms = 0;
     if (!config.restore.empty()) {
-        if (!config.devices.empty()) {
-            std::fprintf(stderr, "kite: cannot restore: VMs with devices cannot be snapshotted or restored yet "
-                                 "(device '%s' has no saved state)\n", kite::device_kind_name(config.devices.front()));
+        if (std::string why = kite::snapshot_refusal(config); !why.empty()) {
+            std::fprintf(stderr, "kite: cannot restore: %s\n", why.c_str());
             return kExitConfigError;
         }
         auto read_start = std::chrono::steady_clock::now();

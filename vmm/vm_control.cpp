@@ -93,9 +93,7 @@ Result<void> attach_control(Vm& vm, const VmConfig& config) {
         server->after_reply([&vm, why = std::move(why)] { vm.request_stop({0, why}); });
     };
     auto snap = std::make_shared<Snapshotter>(Snapshotter{vm, {}, {}, {}, stop_after_reply});
-    if (!config.devices.empty())
-        snap->refusal = std::string("snapshots of VMs with devices are not supported yet: device '") +
-                        device_kind_name(config.devices.front()) + "' cannot save its state";
+    snap->refusal = snapshot_refusal(config);
     vm.keep(snap);
 
     ControlHandlers h;

@@ -101,9 +101,22 @@ Result<void> check_devices_fit(const Vm& vm, const SnapshotData& data) {
 
 }  // namespace
 
+std::string snapshot_refusal(const VmConfig& config) {
+    for (const DeviceConfig& d : config.devices)
+        if (std::holds_alternative<VhostUserBlkConfig>(d) || std::holds_alternative<VhostUserFsConfig>(d) ||
+            std::holds_alternative<VhostUserGenericConfig>(d))
+            return std::string("vhost-user device '") + device_kind_name(d) +
+                   "' cannot be snapshotted or restored: its back-end holds the queue state";
+    return "";
+}
+
 Result<SnapshotData> capture_snapshot(Vm& vm, MemoryVia via, std::unique_ptr<MirrorVm>& mirror,
                                       const MirrorKey& key) {
     SnapshotData data;
+    // Devices first: saving a virtio transport completes the device's requests in flight (virtio-blk's
+    // io_uring I/O), which writes used rings and raises interrupts. Taken before memory, vCPU and irqchip
+    // state, every popped chain is in the saved used rings and no completion lands after the capture.
+    for (const auto& h : vm.device_states()) data.devices.push_back({h.name, h.save()});
     VcpuSet& vcpus = vm.vcpus();
     if (vcpus.size() == 0) return fail("snapshot: the VM has no vCPUs");
     auto msrs = readable_msrs(vm.kvm(), vcpus.vcpu(0));
@@ -120,7 +133,6 @@ Result<SnapshotData> capture_snapshot(Vm& vm, MemoryVia via, std::unique_ptr<Mir
     data.irqchip = level->irqchip;
     data.pit = level->pit;
     data.clock = level->clock;
-    for (const auto& h : vm.device_states()) data.devices.push_back({h.name, h.save()});
     auto memory = via == MemoryVia::Direct ? capture_memory_direct(vm.ram(), data)
                                            : capture_memory_mirror(vm, mirror, key, data);
     if (!memory) return std::unexpected(memory.error());

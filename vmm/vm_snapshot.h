@@ -14,11 +14,16 @@
 #include "memory/error.h"
 #include "vmm/mirror/mirror_vm.h"
 #include "vmm/snapshot/snapshot.h"
+#include "vmm/config.h"
 #include "vmm/vm.h"
 
 namespace kite {
 
 enum class MemoryVia { Direct, Mirror };
+
+// Why a VM configured like this cannot be snapshotted or restored, or "" if it can. Built-in virtio
+// devices save their transport state; vhost-user devices cannot (their back-end holds the queue state).
+std::string snapshot_refusal(const VmConfig& config);
 
 // Reads everything from a paused VM. `mirror` is created on first use (and recreated after a failure)
 // with `key`; Direct leaves it alone.
