@@ -294,7 +294,8 @@ Result<MirrorReply> MirrorVm::command(const MirrorRequest& request) {
     mb.command = static_cast<uint32_t>(request.command);
     mb.count = request.count;
     mb.status = -1;
-    std::memcpy(mb.offsets, request.offsets.data(), request.offsets.size_bytes());
+    // Import commands carry no offsets: memcpy from an empty span's null pointer is undefined.
+    if (!request.offsets.empty()) std::memcpy(mb.offsets, request.offsets.data(), request.offsets.size_bytes());
     uint64_t go = mb.done_seq + 1;
     mb.go_seq = go;
     auto ran = run_until_halt();
