@@ -5,6 +5,10 @@
 # The guest runs tests/e2e/guest/counter.sh (KITE-COUNTER=N once a second). Two variants: memory copied
 # directly (pause, snapshot, shutdown as three requests) and through the mirror VM (a snapshot of the
 # running guest with --then stop). Then a truncated, a corrupted and a key-less snapshot must be refused.
+# Then the virtio variant: a guest with --disk IMG and --rng (tests/e2e/guest/snap_virtio.sh) writes
+# records and keeps disk I/O in flight while it is snapshotted (direct) and shut down; restored with the
+# same device flags it goes on writing and reading /dev/hwrng, and the image's sha256 on the host matches
+# the one the guest reported. E2E_SNAPSHOT_PARTS picks parts (default "direct mirror refused virtio").
 set -uo pipefail
 . ./lib.sh
 
@@ -126,9 +130,90 @@ refused() {
   check "$name-nothing-ran" "guest output appeared" bash -c "! grep -a -q KITE- '$log'"
 }
 
-run_variant direct direct
-run_variant mirror mirror
+# ---- virtio variant -------------------------------------------------------------------------------------
+VIRTIO_RECORDS=14
+# start_virtio_vm LOG SOCKET IMAGE [ARGS...]: like start_vm, with the snap_virtio guest, IMAGE and --rng.
+start_virtio_vm() {
+  local log=$1 sock=$2 img=$3; shift 3
+  local args=(--kernel "$ASSETS/vmlinuz" --initrd "$ASSETS/initrd.gz" --memory "$MEMORY" --vcpus "$VCPUS"
+              --cmdline "$E2E_CMDLINE_BASE kite.test=snap_virtio kite.snapv.count=$VIRTIO_RECORDS"
+              --serial stdio --disk "$img" --rng --api-socket "$sock")
+  echo "# $KITE run ${args[*]} $*"
+  "$KITE" run "${args[@]}" "$@" </dev/null >"$log" 2>&1 &
+  vm_pid=$!
+}
+records() { tr -d '\r' < "$1" | grep -a -E '^KITE-SNAPV=[0-9]+ rng=' | sed -E 's/^KITE-SNAPV=([0-9]+) rng=(.*)$/\1 \2/'; }
+# all_rng_ok LOG: every record line carries 16 hwrng bytes (32 hex digits).
+all_rng_ok() { [[ -n $(records "$1") ]] && ! records "$1" | grep -q -v -E '^[0-9]+ [0-9a-f]{32}$'; }
+# records_on_disk IMG LOG...: sector N of IMG holds "KITE-REC N HEX" for every record line of the logs.
+records_on_disk() {
+  local img=$1 n hex want got bad=0; shift
+  while read -r n hex; do
+    want="KITE-REC $n $hex"
+    got=$(dd if="$img" bs=512 skip="$n" count=1 status=none | tr -d '\0' | head -n1)
+    [[ $got == "$want" ]] || { echo "# sector $n: '$got', want '$want'"; bad=1; }
+  done < <(for l in "$@"; do records "$l"; done)
+  return $bad
+}
+# indexes_are LOG... : the record numbers of the logs together are 0..VIRTIO_RECORDS-1, each once.
+indexes_are_complete() {
+  local got want
+  got=$(for l in "$@"; do records "$l"; done | cut -d' ' -f1 | tr '\n' ' ')
+  want=$(seq 0 $((VIRTIO_RECORDS - 1)) | tr '\n' ' ')
+  [[ $got == "$want" ]]
+}
 
+run_virtio_variant() {
+  local name=virtio sock=$work/virtio.sock snap=$work/virtio.snap log=$work/virtio-a.log rlog=$work/virtio-b.log
+  local img=$work/virtio.img reply rc n first
+  truncate -s 4M "$img"
+  start_virtio_vm "$log" "$sock" "$img"
+  local pid_a=$vm_pid
+  check "$name-guest-writes" "no KITE-SNAPV=3 within ${WAIT}s" wait_for "$log" '^KITE-SNAPV=3 '
+  check "$name-hwrng-is-virtio" "$(grep -a KITE-SNAPV-RNG-CURRENT "$log")" grep -a -q 'KITE-SNAPV-RNG-CURRENT=virtio' "$log"
+  # The running guest, its background writer busy: requests may be in flight when the vCPUs stop.
+  reply=$(control snapshot "$snap" --via direct --then pause --api-socket "$sock"); rc=$?
+  echo "# snapshot: $reply"
+  check "$name-snapshot-ok" "status $rc: $reply" test "$rc" -eq 0
+  reply=$(control shutdown --api-socket "$sock"); rc=$?
+  check "$name-shutdown-ok" "status $rc: $reply" test "$rc" -eq 0
+  wait_exit "$pid_a" 60; rc=$?
+  check "$name-first-kite-exits-0" "status $rc" test "$rc" -eq 0
+  n=$(records "$log" | tail -n1 | cut -d' ' -f1)
+  echo "# first VM wrote records 0..${n:-none}"
+  show_log "$log" 6
+  check "$name-first-rng-ok" "$(records "$log" | tr '\n' ';')" all_rng_ok "$log"
+
+  start_virtio_vm "$rlog" "$sock" "$img" --restore "$snap" --log-level info
+  local pid_b=$vm_pid
+  check "$name-restored-finishes" "no KITE-SNAPV-DONE within ${WAIT}s" wait_for "$rlog" '^KITE-SNAPV-DONE'
+  first=$(records "$rlog" | head -n1 | cut -d' ' -f1)
+  echo "# restored VM's first record: ${first:-none}"
+  check "$name-restored-continues" "first record ${first:-none} after ${n:-none}" \
+    test -n "$first" -a -n "$n" -a "${first:-0}" -eq $((${n:-0} + 1))
+  check "$name-restored-no-reboot" "the restored guest booted again" bash -c "! grep -a -q KITE-INIT '$rlog'"
+  check "$name-restored-rng-ok" "$(records "$rlog" | tr '\n' ';')" all_rng_ok "$rlog"
+  check "$name-no-failed-writes" "$(grep -a -h FAILED "$log" "$rlog" | head -n3 | tr '\n' ' ')" \
+    bash -c "! grep -a -q -E 'KITE-SNAPV-(BG-)?WRITE-FAILED' '$log' '$rlog'"
+  check "$name-records-complete" "records: $(records "$log" | cut -d' ' -f1 | tr '\n' ' ')| $(records "$rlog" | cut -d' ' -f1 | tr '\n' ' ')" \
+    indexes_are_complete "$log" "$rlog"
+  check "$name-guest-test-rc-0" "$(grep -a KITE-TEST-RESULT "$rlog")" grep -a -q 'KITE-TEST-RESULT snap_virtio rc=0' "$rlog"
+  wait_exit "$pid_b" 60; rc=$?   # the guest powers off after its test
+  check "$name-restored-exits-0" "status $rc" test "$rc" -eq 0
+  show_log "$rlog" 8
+  local guest_sha host_sha
+  guest_sha=$(tr -d '\r' < "$rlog" | grep -a -o -E '^KITE-SNAPV-SHA=[0-9a-f]+' | cut -d= -f2)
+  host_sha=$(sha256sum < "$img" | cut -d' ' -f1)
+  echo "# image sha256: guest ${guest_sha:-none}, host $host_sha"
+  check "$name-image-sha-matches" "guest ${guest_sha:-none}, host $host_sha" test "${guest_sha:-none}" = "$host_sha"
+  check "$name-records-on-disk" "a record line the image does not hold" records_on_disk "$img" "$log" "$rlog"
+}
+
+PARTS=" ${E2E_SNAPSHOT_PARTS:-direct mirror refused virtio} "
+[[ $PARTS == *" direct "* || $PARTS == *" refused "* ]] && run_variant direct direct
+[[ $PARTS == *" mirror "* || $PARTS == *" refused "* ]] && run_variant mirror mirror
+
+if [[ $PARTS == *" refused "* ]]; then
 snap=$work/direct.snap
 size=$(stat -c %s "$snap")
 head -c $((size / 2)) "$snap" > "$work/truncated.snap"
@@ -138,6 +223,9 @@ printf '\xa5' | dd of="$work/corrupt.snap" bs=1 seek=$((size / 3)) conv=notrunc 
 refused corrupt "$work/corrupt.snap" checksum
 cp "$work/mirror.snap" "$work/nokey.snap"
 refused no-key "$work/nokey.snap" key
+fi
+
+[[ $PARTS == *" virtio "* ]] && run_virtio_variant
 
 rm -rf "$work"
 e2e_finish
