@@ -200,7 +200,7 @@ run_virtio_variant() {
   check "$name-guest-test-rc-0" "$(grep -a KITE-TEST-RESULT "$rlog")" grep -a -q 'KITE-TEST-RESULT snap_virtio rc=0' "$rlog"
   wait_exit "$pid_b" 60; rc=$?   # the guest powers off after its test
   check "$name-restored-exits-0" "status $rc" test "$rc" -eq 0
-  show_log "$rlog" 8
+  show_log "$rlog" 40
   local guest_sha host_sha
   guest_sha=$(tr -d '\r' < "$rlog" | grep -a -o -E '^KITE-SNAPV-SHA=[0-9a-f]+' | cut -d= -f2)
   host_sha=$(sha256sum < "$img" | cut -d' ' -f1)

@@ -26,6 +26,11 @@ rm -f /tmp/snapv.stop
   echo "KITE-SNAPV-BG-WRITES=$j"
 ) &
 bg=$!
+# Heartbeat: tells a stalled disk (heartbeats go on, records stop) from a stalled guest (both stop).
+( k=0; while [ ! -e /tmp/snapv.stop ]; do
+    echo "KITE-SNAPV-HB=$k $(grep -i virtio /proc/interrupts | tr -s ' ' | cut -c1-60 | tr '\n' ';')"
+    k=$((k + 1)); sleep 5
+  done ) &
 
 i=0
 while [ $i -lt $count ]; do
