@@ -104,7 +104,7 @@ Result<void> VhostUserDevice::handshake(bool first) {
 
     if (!config_.local_config.empty()) {
         config_cache_ = config_.local_config;
-    } else if (frontend_->has(protocol_feature::kConfig)) {
+    } else if (frontend_->has(protocol_feature::kConfig) && config_.config_size > 0) {
         auto config = frontend_->get_config(0, config_.config_size);
         if (!config) return std::unexpected(config.error());
         config_cache_ = std::move(*config);
@@ -154,7 +154,8 @@ void VhostUserDevice::config_changed() {
 }
 
 void VhostUserDevice::refresh_config() {
-    if (online() && config_.local_config.empty() && frontend_->has(protocol_feature::kConfig)) {
+    if (online() && config_.local_config.empty() && frontend_->has(protocol_feature::kConfig) &&
+        config_.config_size > 0) {
         auto config = frontend_->get_config(0, config_.config_size);
         if (config) config_cache_ = std::move(*config);
         else check_connection(config.error());

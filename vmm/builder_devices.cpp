@@ -136,6 +136,7 @@ Result<void> VmBuilder::attach(const VhostUserGenericConfig& config) {
     auto device = vhost::vhost_user_generic_config(config.socket, config.virtio_id, config.num_queues);
     device.queue_size = config.queue_size;
     device.local_shm_sizes = config.shm_sizes;
+    device.config_size = config.config_size;
     device.connect_timeout = std::chrono::milliseconds(config.common.reconnect_timeout_ms);
     return attach_vhost_user(std::move(device));
 }

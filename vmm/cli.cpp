@@ -53,7 +53,7 @@ constexpr DeviceFlag kDeviceFlags[] = {
     {"--vhost-user-blk", "vhost-user-blk", "Add a vhost-user disk: socket=PATH"},
     {"--vhost-user-fs", "vhost-user-fs", "Add virtio-fs: socket=PATH,tag=TAG[,dax=1G][,queue-size=N]"},
     {"--vhost-user", "vhost-user",
-     "Add any vhost-user device: socket=PATH,virtio-id=N[,queues=N][,queue-size=N][,shm=64M:128M]"},
+     "Add any vhost-user device: socket=PATH,virtio-id=N[,queues=N][,queue-size=N][,shm=64M:128M][,config-size=N]"},
 };
 constexpr DeviceFlag kRngFlag = {"--rng", "rng", "Add a virtio entropy device"};
 

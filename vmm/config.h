@@ -81,6 +81,9 @@ struct VhostUserGenericConfig {
     uint16_t num_queues = 1;        // 1..64
     uint16_t queue_size = 256;      // power of two, 1..32768
     std::vector<uint64_t> shm_sizes;  // each a non-zero multiple of 4 KiB; empty = ask GET_SHMEM_CONFIG
+    // Bytes of device config space to ask GET_CONFIG for: the device type's config struct (a back-end
+    // may refuse a larger request); 0 = the device has none, do not ask.
+    uint32_t config_size = 256;
     VhostUserCommon common;
 };
 

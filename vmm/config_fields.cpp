@@ -26,6 +26,7 @@ constexpr size_t kMaxShmRegions = 16;
 constexpr size_t kBlockIdBytes = 20;  // VIRTIO_BLK_ID_BYTES
 constexpr size_t kFsTagBytes = 36;    // struct virtio_fs_config.tag
 constexpr uint64_t kMaxReconnectMs = 3'600'000;
+constexpr uint64_t kMaxConfigSpace = 256;  // vhost-user's largest GET_CONFIG payload
 
 constexpr std::string_view kVmKeys[] = {"vcpus",    "memory",        "kernel",      "initrd",
                                         "cmdline",  "boot-protocol", "serial",      "log-level",
@@ -39,7 +40,7 @@ constexpr std::string_view kNetKeys[] = {"tap", "mac"};
 constexpr std::string_view kConsoleKeys[] = {"output"};
 constexpr std::string_view kVhostBlkKeys[] = {"socket", "reconnect-timeout-ms"};
 constexpr std::string_view kVhostFsKeys[] = {"socket", "tag", "dax", "queue-size", "reconnect-timeout-ms"};
-constexpr std::string_view kVhostKeys[] = {"socket", "virtio-id", "queues", "queue-size", "shm",
+constexpr std::string_view kVhostKeys[] = {"socket", "virtio-id", "queues", "queue-size", "shm", "config-size",
                                            "reconnect-timeout-ms"};
 constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
 
@@ -161,6 +162,7 @@ Result<void> set_field(VhostUserGenericConfig& generic, std::string_view key, st
     if (key == "virtio-id") return assign(generic.virtio_id, parse_uint(value, 1, 0xffff));
     if (key == "queues") return assign(generic.num_queues, parse_uint(value, 1, kMaxQueues));
     if (key == "queue-size") return assign(generic.queue_size, queue_size_value(value));
+    if (key == "config-size") return assign(generic.config_size, parse_uint(value, 0, kMaxConfigSpace));
     if (key == "shm") {
         // "64M:128M" on the command line; the YAML list calls this once per item.
         size_t start = 0;

@@ -32,7 +32,8 @@ std::string_view config_reference() {
                              tag 1 to 36 bytes; dax a multiple of 2M, 0 = no DAX window
     - vhost-user: {socket: /tmp/x.sock, virtio-id: 26, queues: 2, queue-size: 256, shm: [64M]}
                              any VIRTIO device type; shm lists shared memory regions (multiples
-                             of 4K), omitted = ask the back-end (GET_SHMEM_CONFIG)
+                             of 4K), omitted = ask the back-end (GET_SHMEM_CONFIG); config-size:
+                             bytes of config space to read (default 256, 0 = none)
     Every vhost-user device also takes reconnect-timeout-ms (default 5000).
     Shorthand: '- block: disk.img', '- net: tap0', '- vhost-user-blk: /tmp/vub.sock'.
 Sizes: bytes, or a number with K, M, G or T (powers of 1024; 4KiB works too): 4096, 64K, 512M, 1G.

@@ -130,7 +130,7 @@ TEST_CASE("vhost-user flags parse their settings and make memory shared") {
 
     CliCommand command = cli_ok({"run", "--kernel", assets.kernel, "--vhost-user-blk", "socket=/tmp/vub.sock",
                                  "--vhost-user-fs", "socket=/tmp/vfs.sock,tag=hostfs,dax=1G",
-                                 "--vhost-user", "socket=/tmp/x.sock,virtio-id=26,queues=2,queue-size=64,shm=64M:128M"});
+                                 "--vhost-user", "socket=/tmp/x.sock,virtio-id=26,queues=2,queue-size=64,shm=64M:128M,config-size=40"});
 
     REQUIRE(command.config.devices.size() == 3);
     CHECK(std::get<VhostUserBlkConfig>(command.config.devices[0]).socket == "/tmp/vub.sock");
@@ -142,7 +142,17 @@ TEST_CASE("vhost-user flags parse their settings and make memory shared") {
     CHECK(generic.num_queues == 2);
     CHECK(generic.queue_size == 64);
     CHECK(generic.shm_sizes == std::vector<uint64_t>{64ull << 20, 128ull << 20});
+    CHECK(generic.config_size == 40);
     CHECK(command.config.memory.shared);
+}
+
+TEST_CASE("vhost-user config-size is bounded by vhost-user's 256-byte config payload") {
+    Assets assets;
+    CHECK(cli_ok({"run", "--kernel", assets.kernel, "--vhost-user", "socket=/tmp/x.sock,virtio-id=9"})
+              .config.devices.size() == 1);
+    auto too_big = cli({"run", "--kernel", assets.kernel, "--vhost-user", "socket=/tmp/x.sock,virtio-id=9,config-size=257"});
+    REQUIRE_FALSE(too_big.has_value());
+    CHECK(too_big.error().message.find("config-size") != std::string::npos);
 }
 
 TEST_CASE("bad flag values are errors naming the flag and key") {
