@@ -3,6 +3,7 @@
 #include <asio.hpp>
 
 #include "tests/unit/vhost/backend_thread.h"
+#include "tests/unit/vhost/device_test_util.h"
 #include "tests/unit/vhost/test_util.h"
 #include "vhost/backend_memory.h"
 #include "vhost/vhost_user_device.h"
@@ -15,20 +16,8 @@ namespace {
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kRamSize = 1 << 20;
 
-// Records what the device asks of the transport.
-struct RecordingInterrupt : VirtioInterrupt {
-    void signal_used_queue(uint16_t) override { ++used; }
-    void signal_config_change() override { ++config_changes; }
-    void needs_reset() override { ++resets; }
-    int used = 0, config_changes = 0, resets = 0;
-};
-
-BackendConfig backend_config() {
-    BackendConfig config;
-    config.shm_sizes = {64 * kPage};
-    config.config_space = {0xaa, 0xbb};
-    return config;
-}
+using test::RecordingInterrupt;
+using test::backend_config;
 
 // Guest RAM on a memfd (mapped through BackendMemory, which implements GuestMemory) and a device connected
 // to a BackendThread.
