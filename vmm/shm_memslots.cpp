@@ -16,11 +16,6 @@ void ShmMemslots::watch(ShmWindow& window, GuestAddress guest_base) {
     });
 }
 
-size_t ShmMemslots::slots_in_use() const {
-    std::lock_guard lock(mutex_);
-    return slot_of_gpa_.size();
-}
-
 void ShmMemslots::added(GuestAddress gpa, const ShmWindow::Mapping& mapping) {
     std::lock_guard lock(mutex_);
     uint32_t slot;

@@ -31,8 +31,6 @@ public:
     // this object alive, so windows may outlive the VM builder's reference to it.
     void watch(ShmWindow& window, GuestAddress guest_base);
 
-    size_t slots_in_use() const;
-
 private:
     void added(GuestAddress gpa, const ShmWindow::Mapping& mapping);
     void removed(GuestAddress gpa);

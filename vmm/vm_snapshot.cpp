@@ -188,16 +188,7 @@ Result<void> write_key_file(const std::string& path, const MirrorKey& key) {
     uint8_t bytes[kKeyFileSize];
     std::memcpy(bytes, key.cipher.data(), 32);
     std::memcpy(bytes + 32, key.mac.data(), 16);
-    std::string tmp = path + ".tmp";
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    if (!fd) return std::unexpected(errno_error("cannot create " + tmp));
-    if (::write(fd.get(), bytes, sizeof bytes) != static_cast<ssize_t>(sizeof bytes) || ::fsync(fd.get()) < 0 ||
-        ::rename(tmp.c_str(), path.c_str()) < 0) {
-        Error e = errno_error("cannot write key file " + path);
-        ::unlink(tmp.c_str());
-        return std::unexpected(e);
-    }
-    return {};
+    return write_file_atomically(path, bytes, "key file");
 }
 
 Result<MirrorKey> read_key_file(const std::string& path) {

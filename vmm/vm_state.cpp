@@ -1,5 +1,7 @@
 #include "vmm/vm_state.h"
 
+#include "vmm/kvm_uapi.h"
+
 #include <sys/ioctl.h>
 
 #include <cerrno>
@@ -13,12 +15,11 @@ namespace kite {
 namespace {
 
 // struct kvm_xsave ends in __DECLARE_FLEX_ARRAY, so in C++ its sizeof is 4100, not C's 4096, and the
-// header's KVM_GET_XSAVE / KVM_SET_XSAVE numbers are wrong (KVM answers EINVAL): see vmm/kvm_uapi.h.
-constexpr size_t kXsaveLegacySize = 4096;
-constexpr unsigned long kGetXsave = _IOC(_IOC_READ, KVMIO, 0xa4, kXsaveLegacySize);
-constexpr unsigned long kSetXsave = _IOC(_IOC_WRITE, KVMIO, 0xa5, kXsaveLegacySize);
-constexpr unsigned long kGetXsave2 = _IOC(_IOC_READ, KVMIO, 0xcf, kXsaveLegacySize);
-static_assert(kGetXsave == 0x9000aea4 && kSetXsave == 0x5000aea5 && kGetXsave2 == 0x9000aecf);
+// header's KVM_GET_XSAVE / KVM_SET_XSAVE numbers are wrong (KVM answers EINVAL): vmm/kvm_uapi.h has C's.
+using uapi::kGetXsave;
+using uapi::kGetXsave2;
+using uapi::kSetXsave;
+using uapi::kXsaveLegacySize;
 
 int xioctl(int fd, unsigned long req, void* arg) {
     int r;

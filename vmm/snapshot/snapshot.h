@@ -20,6 +20,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "memory/error.h"
@@ -111,6 +112,9 @@ Result<SnapshotData> decode_snapshot(std::span<const uint8_t> bytes);
 
 // Writes to `path` through a temporary file in the same directory, fsync'ed and renamed into place.
 Result<void> write_snapshot(const std::string& path, const SnapshotData& data);
+// Writes `bytes` to path.tmp (mode 0600), fsyncs and renames it to path: readers never see a partial file.
+// `what` names the file in errors ("snapshot", "key file").
+Result<void> write_file_atomically(const std::string& path, std::span<const uint8_t> bytes, std::string_view what);
 // Reads and validates the whole file; errors name the path and what is wrong (truncated, bad magic,
 // unsupported version, checksum mismatch, section overflow, bad field).
 Result<SnapshotData> read_snapshot(const std::string& path);

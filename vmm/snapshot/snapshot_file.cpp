@@ -9,15 +9,13 @@
 
 namespace kite {
 
-Result<void> write_snapshot(const std::string& path, const SnapshotData& data) {
-    auto bytes = encode_snapshot(data);
-    if (!bytes) return std::unexpected(Error{path + ": " + bytes.error().message, 0});
+Result<void> write_file_atomically(const std::string& path, std::span<const uint8_t> bytes, std::string_view what) {
     std::string tmp = path + ".tmp";
     UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!fd) return std::unexpected(errno_error("cannot create " + tmp));
     size_t done = 0;
-    while (done < bytes->size()) {
-        ssize_t n = ::write(fd.get(), bytes->data() + done, bytes->size() - done);
+    while (done < bytes.size()) {
+        ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             Error e = errno_error("cannot write " + tmp);
@@ -27,11 +25,17 @@ Result<void> write_snapshot(const std::string& path, const SnapshotData& data) {
         done += static_cast<size_t>(n);
     }
     if (::fsync(fd.get()) < 0 || ::rename(tmp.c_str(), path.c_str()) < 0) {
-        Error e = errno_error("cannot store snapshot " + path);
+        Error e = errno_error("cannot store " + std::string(what) + " " + path);
         ::unlink(tmp.c_str());
         return std::unexpected(e);
     }
     return {};
+}
+
+Result<void> write_snapshot(const std::string& path, const SnapshotData& data) {
+    auto bytes = encode_snapshot(data);
+    if (!bytes) return std::unexpected(Error{path + ": " + bytes.error().message, 0});
+    return write_file_atomically(path, *bytes, "snapshot");
 }
 
 Result<SnapshotData> read_snapshot(const std::string& path) {
