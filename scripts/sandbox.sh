@@ -27,6 +27,8 @@
 #   SANDBOX_LOG              where the serial log goes (default .cache/sandbox/last.log)
 #   SANDBOX_MODE             auto (default), nested or direct
 #   SANDBOX_PASS_ENV         names of more variables to pass to the scenario
+#   SANDBOX_QEMU_ARGS        more outer QEMU arguments, e.g. "-monitor unix:/tmp/mon.sock,server,nowait"
+#                            to read the outer vCPUs' registers (`info registers -a`) when a run hangs
 set -euo pipefail
 # The body is one brace group: bash parses it whole before running it, so editing this file while it
 # runs cannot break a run in progress.
@@ -124,6 +126,13 @@ ln -sf /proc/self/fd/1 /dev/stdout
 ln -sf /proc/self/fd/2 /dev/stderr
 hostname sandbox
 while read -r m; do insmod /sandbox-modules/$m || echo "sandbox: insmod $m failed"; done < /sandbox-modules/load-order
+# Hold KVM static keys on (scripts/sandbox-key-holder.c says why); wait until it holds them.
+if [ -c /dev/kvm ]; then
+  sandbox-key-holder > /tmp/key-holder.out 2>&1 &
+  i=0
+  while ! grep -q holding /tmp/key-holder.out && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+  grep -q holding /tmp/key-holder.out || { echo "sandbox: key holder failed:"; cat /tmp/key-holder.out; }
+fi
 read -r up _ < /proc/uptime
 echo "SANDBOX-START uptime=$up kvm=$(test -c /dev/kvm && echo yes || echo no)"
 cd /sandbox
@@ -151,6 +160,7 @@ BASE_BINS=(/usr/bin/qemu-system-x86_64 /usr/bin/qemu-system-x86_64-microvm /usr/
 base_inputs() {
   echo "$OUTER_INIT"
   declare -f stage_bin
+  cat "$ROOT/scripts/sandbox-key-holder.c"
   stat -L -c '%n %s %Y' "${BASE_BINS[@]}" /bin/busybox "$ASSETS_HOST"/{vmlinuz,vmlinuz-cloud,vmlinux} \
     "$ASSETS_HOST"/sandbox/modules/* 2>/dev/null
 }
@@ -166,6 +176,8 @@ build_base() {
   ln -s usr/lib "$stage/lib"
   ln -s usr/lib64 "$stage/lib64"
   cp /bin/busybox "$stage/bin/busybox"
+  cc -O2 -Wall -Wextra -Werror -static -o "$stage/usr/bin/sandbox-key-holder" "$ROOT/scripts/sandbox-key-holder.c" ||
+    die "cannot build scripts/sandbox-key-holder.c"
   local applet
   for applet in $(/bin/busybox --list); do
     [[ $applet == busybox ]] || ln -sf busybox "$stage/bin/$applet"
@@ -232,12 +244,28 @@ LOG=${SANDBOX_LOG:-$CACHE/last.log}
 mkdir -p "$(dirname "$LOG")"
 log "nested KVM sandbox: $(basename "$SCENARIO") (log: $LOG)"
 start=$SECONDS
+: > "$LOG"
+# A wedged outer kernel (the console reports a CPU stuck for 100 s or more) never recovered in the runs
+# seen: stop QEMU then instead of waiting for the wall-clock limit.
+( while sleep 10; do
+    [[ -f $run/qemu.pid ]] || continue
+    kill -0 "$(cat "$run/qemu.pid")" 2>/dev/null || break
+    if grep -a -q -E 'soft lockup - CPU#[0-9]+ stuck for [0-9]{3,}s' "$LOG"; then
+      log "the outer kernel reports a soft lockup: stopping QEMU (its console output is in $LOG)"
+      kill "$(cat "$run/qemu.pid")"
+      break
+    fi
+  done ) &
+wedge_watch=$!
 set +e
-timeout -k 10 "$WALL_TIMEOUT" qemu-system-x86_64 "${QEMU_ARGS[@]}" -serial stdio </dev/null 2>&1 |
+# shellcheck disable=SC2086 # SANDBOX_QEMU_ARGS is a list of words
+timeout -k 10 "$WALL_TIMEOUT" qemu-system-x86_64 "${QEMU_ARGS[@]}" ${SANDBOX_QEMU_ARGS-} -pidfile "$run/qemu.pid" \
+    -serial stdio </dev/null 2>&1 |
   sed -u -e 's/\r//g' -e "/TCG doesn't support requested feature/d" | tee "$LOG"
 qrc=${PIPESTATUS[0]}
+kill "$wedge_watch" 2>/dev/null
 set -e
-rc=$(grep -a -o 'SANDBOX-EXIT rc=[0-9]*' "$LOG" | tail -n1 | cut -d= -f2)
+rc=$(grep -a -o 'SANDBOX-EXIT rc=[0-9]*' "$LOG" | tail -n1 | cut -d= -f2 || true)
 if [[ -z $rc ]]; then
   if [[ $qrc -eq 124 ]]; then log "wall-clock timeout (${WALL_TIMEOUT}s)"; fi
   log "no SANDBOX-EXIT marker (qemu status $qrc); last lines of output:"
