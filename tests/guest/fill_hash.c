@@ -8,9 +8,9 @@
 // Ring-0 code is emulated slowly on the test host (~1M instructions/s): a few instructions per word.
 #include <stdint.h>
 
-#define SERIAL_PORT 0x3f8
+#include "guest_io.h"
+
 #define SERIAL_LSR (SERIAL_PORT + 5)
-#define DEBUG_EXIT_PORT 0x501
 #define FILL_BASE 0x400000ull  // 4 MiB: above the image (1 MiB) and what Kite places below it
 #define FILL_MAX_MB 64
 
@@ -19,39 +19,6 @@ uint64_t entry_cr0, entry_efer, entry_rflags, entry_cs, entry_info;
 
 // Kept in RAM (this image's .bss) across the snapshot: what the restored guest compares against.
 static uint64_t kept_hash, kept_words, kept_seed;
-
-static inline void outb(uint16_t port, uint8_t value) { __asm__ volatile("outb %0, %1" : : "a"(value), "Nd"(port)); }
-static inline uint8_t inb(uint16_t port) {
-    uint8_t v;
-    __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
-    return v;
-}
-
-static void put(const char* s) {
-    while (*s) outb(SERIAL_PORT, (uint8_t)*s++);
-}
-
-static void put_hex(uint64_t v) {
-    char buf[17];
-    for (int i = 0; i < 16; ++i) buf[i] = "0123456789abcdef"[(v >> (60 - 4 * i)) & 0xf];
-    buf[16] = 0;
-    put(buf);
-}
-
-// The command line value of "key=" as a decimal number; -1 if the key is missing.
-static int64_t cmdline_number(const char* cmdline, const char* key) {
-    for (const char* p = cmdline; *p; ++p) {
-        if (p != cmdline && p[-1] != ' ') continue;
-        const char* k = key;
-        const char* q = p;
-        while (*k && *q == *k) ++k, ++q;
-        if (*k || *q != '=' || q[1] < '0' || q[1] > '9') continue;
-        int64_t n = 0;
-        for (++q; *q >= '0' && *q <= '9'; ++q) n = n * 10 + (*q - '0');
-        return n;
-    }
-    return -1;
-}
 
 // Every word of the region from a 64-bit LCG started at the seed (never all equal, never zero pages).
 static void fill(uint64_t seed, uint64_t words) {
@@ -94,9 +61,9 @@ void guest_main(int pvh) {
     fill(kept_seed, kept_words);
     kept_hash = hash(kept_words);
     put("FILLHASH ");
-    put_hex(kept_hash);
+    put_hex_digits(kept_hash);
     put("\nFILL: READY seed ");
-    put_hex(kept_seed);
+    put_hex_digits(kept_seed);
     put("\n");
 
     // Wait for one byte of serial input, polling the line status register (interrupts stay off).
@@ -112,7 +79,7 @@ void guest_main(int pvh) {
     }
     uint64_t now = hash(kept_words);
     put("FILLHASH ");
-    put_hex(now);
+    put_hex_digits(now);
     put(now == kept_hash ? "\nFILL: PASS hash after restore\n" : "\nFILL: FAIL hash after restore\n");
     finish(now == kept_hash ? 0 : 1);
 }

@@ -7,24 +7,10 @@
 // Ring-0 code is emulated slowly on the test host: every loop here is short.
 #include <stdint.h>
 
-#define SERIAL_PORT 0x3f8
-#define DEBUG_EXIT_PORT 0x501
+#include "guest_io.h"
 
 // Register values the entry code saved before touching anything.
 uint64_t entry_cr0, entry_efer, entry_rflags, entry_cs, entry_info;
-
-static inline void outb(uint16_t port, uint8_t value) { __asm__ volatile("outb %0, %1" : : "a"(value), "Nd"(port)); }
-
-static void put(const char* s) {
-    while (*s) outb(SERIAL_PORT, (uint8_t)*s++);
-}
-
-static void put_hex(uint64_t v) {
-    char buf[19] = "0x";
-    for (int i = 0; i < 16; ++i) buf[2 + i] = "0123456789abcdef"[(v >> (60 - 4 * i)) & 0xf];
-    buf[18] = 0;
-    put(buf);
-}
 
 static int failures;
 
@@ -41,21 +27,6 @@ static void report(int ok, const char* what, uint64_t detail) {
 
 static uint32_t rd32(uint64_t addr) { return *(volatile uint32_t*)addr; }
 static uint64_t rd64(uint64_t addr) { return *(volatile uint64_t*)addr; }
-
-// The command line value of "key=" as a decimal number; -1 if the key is missing.
-static int64_t cmdline_number(const char* cmdline, const char* key) {
-    for (const char* p = cmdline; *p; ++p) {
-        if (p != cmdline && p[-1] != ' ') continue;
-        const char* k = key;
-        const char* q = p;
-        while (*k && *q == *k) ++k, ++q;
-        if (*k || *q != '=') continue;
-        int64_t n = 0;
-        for (++q; *q >= '0' && *q <= '9'; ++q) n = n * 10 + (*q - '0');
-        return n;
-    }
-    return -1;
-}
 
 static int cmdline_has(const char* cmdline, const char* token) {
     for (const char* p = cmdline; *p; ++p) {

@@ -5,8 +5,7 @@
 
 #include <stdint.h>
 
-#define SERIAL_PORT 0x3f8
-#define DEBUG_EXIT_PORT 0x501
+#include "guest_io.h"
 
 #define MMIO_BASE 0xd0000000ull  // kVirtioMmioBase (memory/x86_layout.h)
 #define MMIO_STRIDE 0x1000ull
@@ -27,33 +26,12 @@ enum { S_ACK = 1, S_DRIVER = 2, S_DRIVER_OK = 4, S_FEATURES_OK = 8, S_NEEDS_RESE
 
 enum { D_NEXT = 1, D_WRITE = 2, D_INDIRECT = 4 };
 
-static inline void outb(uint16_t port, uint8_t v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
 static inline void barrier(void) { __asm__ volatile("mfence" ::: "memory"); }
 static inline void cpu_pause(void) { __asm__ volatile("pause"); }
 static inline uint64_t rdtsc(void) {
     uint32_t lo, hi;
     __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
     return lo | (uint64_t)hi << 32;
-}
-
-static void put(const char* s) {
-    while (*s) outb(SERIAL_PORT, (uint8_t)*s++);
-}
-
-static void put_hex(uint64_t v) {
-    char buf[19] = "0x";
-    for (int i = 0; i < 16; ++i) buf[2 + i] = "0123456789abcdef"[(v >> (60 - 4 * i)) & 0xf];
-    buf[18] = 0;
-    put(buf);
-}
-
-static void put_dec(uint64_t v) {
-    char buf[21];
-    int i = 20;
-    buf[i] = 0;
-    do buf[--i] = (char)('0' + v % 10), v /= 10;
-    while (v);
-    put(buf + i);
 }
 
 // The PVH entry maps only the first GiB; the transports sit at 3.25 GiB. These tables map [0, 1 GiB)
