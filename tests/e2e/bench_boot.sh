@@ -7,7 +7,9 @@
 #   2. start to first guest instruction: tiny-pvh.elf prints '!' with its first instructions
 #   3. memory overhead: peak RSS (VmHWM) minus the guest RAM the guest touched (Rss of the RAM mapping)
 # Environment: BENCH_VMM (kite|qemu, default kite), BENCH_BASELINE (default qemu), BENCH_RUNS (5),
-#              BENCH_MEMORY (512M), BENCH_VCPUS (2).
+#              BENCH_MEMORY (512M), BENCH_VCPUS (2), BENCH_PARTS (which of 1 2 3, default all),
+#              BENCH_WHERE (a label for the BENCH lines, e.g. "host"; scripts/bench-boot.sh runs part 2
+#              on the host's own /dev/kvm too).
 set -uo pipefail
 . ./lib.sh
 
@@ -19,6 +21,8 @@ VCPUS=${BENCH_VCPUS:-2}
 GUEST=(--initrd "$ASSETS/initrd.gz" --memory "$MEMORY" --vcpus "$VCPUS" --serial stdio)
 E2E_CMDLINE_BASE="console=ttyS0 quiet panic=-1"
 
+PARTS=" ${BENCH_PARTS:-1 2 3} "
+WHERE=${BENCH_WHERE:+ ($BENCH_WHERE)}
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }'; }
 
@@ -90,32 +94,38 @@ memory_overhead() {
 
 echo "## bench: A=$A B=$B runs=$RUNS memory=$MEMORY vcpus=$VCPUS"
 
-echo "## 1. process start -> guest init (KITE-INIT line)"
-declare -a boot_a=() boot_b=()
-for ((i = 1; i <= RUNS; i++)); do
-  boot_a+=("$(time_to_line "$A" KITE-INIT --kernel "$ASSETS/vmlinuz" --cmdline "$E2E_CMDLINE_BASE kite.bench" "${GUEST[@]}")")
-  boot_b+=("$(time_to_line "$B" KITE-INIT --kernel "$ASSETS/vmlinuz" --cmdline "$E2E_CMDLINE_BASE kite.bench" "${GUEST[@]}")")
-done
-ma=$(printf '%s\n' "${boot_a[@]}" | median)
-mb=$(printf '%s\n' "${boot_b[@]}" | median)
-echo "BENCH boot-to-init $A: ${boot_a[*]} (median $ma s)"
-echo "BENCH boot-to-init $B: ${boot_b[*]} (median $mb s)"
-echo "BENCH boot-to-init ratio $A/$B = $(ratio "$ma" "$mb") (target <= 0.8)"
+if [[ $PARTS == *" 1 "* ]]; then
+  echo "## 1. process start -> guest init (KITE-INIT line)"
+  declare -a boot_a=() boot_b=()
+  for ((i = 1; i <= RUNS; i++)); do
+    boot_a+=("$(time_to_line "$A" KITE-INIT --kernel "$ASSETS/vmlinuz" --cmdline "$E2E_CMDLINE_BASE kite.bench" "${GUEST[@]}")")
+    boot_b+=("$(time_to_line "$B" KITE-INIT --kernel "$ASSETS/vmlinuz" --cmdline "$E2E_CMDLINE_BASE kite.bench" "${GUEST[@]}")")
+  done
+  ma=$(printf '%s\n' "${boot_a[@]}" | median)
+  mb=$(printf '%s\n' "${boot_b[@]}" | median)
+  echo "BENCH boot-to-init $A: ${boot_a[*]} (median $ma s)"
+  echo "BENCH boot-to-init $B: ${boot_b[*]} (median $mb s)"
+  echo "BENCH boot-to-init ratio $A/$B = $(ratio "$ma" "$mb") (target <= 0.8)"
+fi
 
-echo "## 2. process start -> first guest instruction (tiny PVH guest prints '!')"
-declare -a first_a=() first_b=()
-for ((i = 1; i <= RUNS; i++)); do
-  first_a+=("$(time_to_char "$A" '!' --kernel ./tiny-pvh.elf --boot-protocol pvh --memory 64M --vcpus 1 --serial stdio)")
-  first_b+=("$(time_to_char "$B" '!' --kernel ./tiny-pvh.elf --boot-protocol pvh --memory 64M --vcpus 1 --serial stdio)")
-done
-fa=$(printf '%s\n' "${first_a[@]}" | median)
-fb=$(printf '%s\n' "${first_b[@]}" | median)
-echo "BENCH first-instruction $A: ${first_a[*]} (median $fa s)"
-echo "BENCH first-instruction $B: ${first_b[*]} (median $fb s)"
-echo "BENCH first-instruction ratio $A/$B = $(ratio "$fa" "$fb") (target <= 0.1)"
+if [[ $PARTS == *" 2 "* ]]; then
+  echo "## 2. process start -> first guest instruction (tiny PVH guest prints '!')"
+  declare -a first_a=() first_b=()
+  for ((i = 1; i <= RUNS; i++)); do
+    first_a+=("$(time_to_char "$A" '!' --kernel ./tiny-pvh.elf --boot-protocol pvh --memory 64M --vcpus 1 --serial stdio)")
+    first_b+=("$(time_to_char "$B" '!' --kernel ./tiny-pvh.elf --boot-protocol pvh --memory 64M --vcpus 1 --serial stdio)")
+  done
+  fa=$(printf '%s\n' "${first_a[@]}" | median)
+  fb=$(printf '%s\n' "${first_b[@]}" | median)
+  echo "BENCH first-instruction$WHERE $A: ${first_a[*]} (median $fa s)"
+  echo "BENCH first-instruction$WHERE $B: ${first_b[*]} (median $fb s)"
+  echo "BENCH first-instruction$WHERE ratio $A/$B = $(ratio "$fa" "$fb") (target <= 0.1)"
+fi
 
-echo "## 3. memory overhead at the guest shell (peak RSS - guest RAM touched)"
-for v in "$A" "$B"; do
-  read -r peak guest over < <(memory_overhead "$v" --kernel "$ASSETS/vmlinuz" --cmdline "$E2E_CMDLINE_BASE" "${GUEST[@]}")
-  echo "BENCH memory-overhead $v: peak ${peak} KiB, guest RAM touched ${guest} KiB, overhead ${over} KiB (target <= 3072 KiB)"
-done
+if [[ $PARTS == *" 3 "* ]]; then
+  echo "## 3. memory overhead at the guest shell (peak RSS - guest RAM touched)"
+  for v in "$A" "$B"; do
+    read -r peak guest over < <(memory_overhead "$v" --kernel "$ASSETS/vmlinuz" --cmdline "$E2E_CMDLINE_BASE" "${GUEST[@]}")
+    echo "BENCH memory-overhead $v: peak ${peak} KiB, guest RAM touched ${guest} KiB, overhead ${over} KiB (target <= 3072 KiB)"
+  done
+fi

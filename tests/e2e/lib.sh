@@ -1,7 +1,8 @@
 # lib.sh: helpers for e2e scenarios (sourced by bash inside scripts/sandbox.sh, which sets ASSETS, KITE,
 # QEMU). Tests are written against the kite CLI; E2E_VMM picks the VMM that runs them:
 #   E2E_VMM=kite (default)  $KITE run ARGS...
-#   E2E_VMM=qemu            the same ARGS translated to QEMU -M microvm,acpi=on (proves the harness)
+#   E2E_VMM=qemu            the same ARGS translated to QEMU -M microvm,acpi=on (proves the harness);
+#                           E2E_QEMU_CPU is its -cpu (default host)
 # Each check prints `PASS name` or `FAIL name: why`; e2e_finish prints a summary and sets the status.
 
 E2E_VMM=${E2E_VMM:-kite}
@@ -46,7 +47,7 @@ vmm_command() {
       *) echo "vmm_command: qemu adapter does not know $1" >&2; return 1 ;;
     esac
   done
-  VMM_CMD=("${QEMU_BIN:-$QEMU}" -M microvm,acpi=on -enable-kvm -cpu host -m "$memory" -smp "$vcpus"
+  VMM_CMD=("${QEMU_BIN:-$QEMU}" -M microvm,acpi=on -enable-kvm -cpu "${E2E_QEMU_CPU:-host}" -m "$memory" -smp "$vcpus"
            -nodefaults -no-user-config -nographic -no-reboot -serial "$serial"
            -device isa-debug-exit,iobase=0x501,iosize=1 -kernel "$kernel" -append "$cmdline" "${devices[@]}")
   [[ -z $initrd ]] || VMM_CMD+=(-initrd "$initrd")
