@@ -17,7 +17,9 @@ namespace kite {
 
 enum class HugePages {
     None,         // ordinary 4 KiB shmem pages
-    Transparent,  // shmem pages with MADV_HUGEPAGE (the host's shmem_enabled setting decides)
+    Auto,         // MADV_HUGEPAGE where the kernel has transparent huge pages, else 4 KiB pages (no error)
+    Transparent,  // shmem pages with MADV_HUGEPAGE (the host's shmem_enabled setting decides); an error
+                  // if the kernel has no transparent huge pages
     Hugetlbfs2M,  // 2 MiB hugetlbfs pages, reserved when the block is created
 };
 

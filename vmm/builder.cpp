@@ -29,6 +29,7 @@ constexpr uint64_t kAcpiTablesMax = kResetVector - kAcpiTablesBase;
 
 HugePages to_ram_mode(ConfigHugePages h) {
     switch (h) {
+    case ConfigHugePages::Auto: return HugePages::Auto;
     case ConfigHugePages::Transparent: return HugePages::Transparent;
     case ConfigHugePages::Hugetlbfs2M: return HugePages::Hugetlbfs2M;
     case ConfigHugePages::None: break;

@@ -30,7 +30,7 @@ constexpr ScalarFlag kScalarFlags[] = {
     {"--initrd", "initrd", "PATH", "Initial ramdisk"},
     {"--cmdline", "cmdline", "TEXT", "Kernel command line"},
     {"--memory", "memory", "SIZE", "Guest RAM: 512M, 1G, ..."},
-    {"--hugepages", "memory.hugepages", "MODE", "none | transparent | hugetlbfs"},
+    {"--hugepages", "memory.hugepages", "MODE", "auto | none | transparent | hugetlbfs"},
     {"--vcpus", "vcpus", "N", "Number of vCPUs, 1 to 254"},
     {"--serial", "serial", "OUTPUT", "Serial port output: stdio | off | file:PATH"},
     {"--boot-protocol", "boot-protocol", "PROTOCOL", "auto | bzimage | pvh"},

@@ -12,7 +12,7 @@
 namespace kite {
 
 // Named ConfigHugePages (not HugePages) so it cannot clash with the RAM-block type of the memory library.
-enum class ConfigHugePages { None, Transparent, Hugetlbfs2M };
+enum class ConfigHugePages { Auto, None, Transparent, Hugetlbfs2M };
 enum class BootProtocol { Auto, BzImage, Pvh };
 // How the guest learns where the virtio-mmio transports are: ACPI DSDT entries (LNRO0005, what the stock
 // kernel uses), or virtio_mmio.device= parameters on the kernel command line (kernels without ACPI).
@@ -34,7 +34,7 @@ struct BootConfig {
 
 struct MemoryConfig {
     uint64_t size = 512ull << 20;  // bytes, a non-zero multiple of 4 KiB (of 2 MiB with Hugetlbfs2M)
-    ConfigHugePages hugepages = ConfigHugePages::None;
+    ConfigHugePages hugepages = ConfigHugePages::Auto;
     bool shared = false;  // MAP_SHARED guest RAM; forced on when a vhost-user device is configured
 };
 

@@ -237,10 +237,11 @@ Result<void> set_vm_field(VmConfig& config, std::string_view key, std::string_vi
     if (key == "vcpus") return assign(config.vcpus, parse_uint(value, 1, kMaxVcpus));
     if (key == "memory" || key == "memory.size") return assign(config.memory.size, region_size(value, kPage, false));
     if (key == "memory.hugepages") {
-        if (value == "none") config.memory.hugepages = ConfigHugePages::None;
+        if (value == "auto") config.memory.hugepages = ConfigHugePages::Auto;
+        else if (value == "none") config.memory.hugepages = ConfigHugePages::None;
         else if (value == "transparent") config.memory.hugepages = ConfigHugePages::Transparent;
         else if (value == "hugetlbfs") config.memory.hugepages = ConfigHugePages::Hugetlbfs2M;
-        else return fail("expected none, transparent or hugetlbfs, got " + quote_value(value));
+        else return fail("expected auto, none, transparent or hugetlbfs, got " + quote_value(value));
         return {};
     }
     if (key == "memory.shared") return assign(config.memory.shared, parse_bool(value));

@@ -172,7 +172,7 @@ TEST_CASE("bad flag values are errors naming the flag and key") {
           "--disk: empty item in '" + assets.disk + ",,readonly'");
     CHECK(cli_error({"run", "--kernel", kernel, "--serial", "tty"}).starts_with("--serial: expected stdio, off or a file"));
     CHECK(cli_error({"run", "--kernel", kernel, "--hugepages", "huge"}) ==
-          "--hugepages: expected none, transparent or hugetlbfs, got 'huge'");
+          "--hugepages: expected auto, none, transparent or hugetlbfs, got 'huge'");
 }
 
 TEST_CASE("run without a kernel or with a missing file fails before anything starts") {

@@ -26,7 +26,7 @@ TEST_CASE("a file with only a kernel gets the documented defaults") {
     CHECK(config.boot.kernel == "/boot/vmlinuz");
     CHECK(config.vcpus == 1);
     CHECK(config.memory.size == 512ull << 20);
-    CHECK(config.memory.hugepages == ConfigHugePages::None);
+    CHECK(config.memory.hugepages == ConfigHugePages::Auto);
     CHECK_FALSE(config.memory.shared);
     CHECK(config.boot.protocol == BootProtocol::Auto);
     CHECK(config.serial.mode == OutputConfig::Mode::Stdio);
@@ -66,6 +66,8 @@ restore: snap.bin
 }
 
 TEST_CASE("memory as a map sets size, huge pages and sharing") {
+    CHECK(parse_ok("kernel: k\nmemory: {size: 1G, hugepages: auto}\n").memory.hugepages == ConfigHugePages::Auto);
+    CHECK(parse_ok("kernel: k\nmemory: {size: 1G, hugepages: none}\n").memory.hugepages == ConfigHugePages::None);
     VmConfig config = parse_ok("kernel: k\nmemory: {size: 2G, hugepages: hugetlbfs, shared: true}\n");
 
     CHECK(config.memory.size == 2ull << 30);

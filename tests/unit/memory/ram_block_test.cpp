@@ -43,6 +43,13 @@ TEST_CASE("transparent huge page RAM block is created") {
     CHECK(block->host()[4 * MiB - 1] == std::byte{7});
 }
 
+TEST_CASE("auto huge page RAM block asks for transparent huge pages") {
+    auto block = RamBlock::create(4 * MiB, RamOffset(0), HugePages::Auto, "auto-ram");
+    REQUIRE(block.has_value());
+    CHECK(block->huge_pages() == HugePages::Auto);
+    CHECK(test::mapping_vmflags(block->host()).find(" hg") != std::string::npos);
+}
+
 TEST_CASE("RAM block of size 0 is refused") {
     auto block = RamBlock::create(0, RamOffset(0), HugePages::None, "empty");
     REQUIRE_FALSE(block.has_value());
