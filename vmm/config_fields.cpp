@@ -32,7 +32,7 @@ constexpr std::string_view kVmKeys[] = {"vcpus",    "memory",        "kernel",  
                                         "cmdline",  "boot-protocol", "serial",      "log-level",
                                         "devices",  "vhost-trace",   "api-socket",  "restore",
                                         "virtio-discovery"};
-constexpr std::string_view kMemoryKeys[] = {"size", "hugepages", "shared"};
+constexpr std::string_view kMemoryKeys[] = {"size", "hugepages"};
 constexpr std::string_view kKinds[] = {"block",          "net",           "rng",       "console",
                                        "vhost-user-blk", "vhost-user-fs", "vhost-user"};
 constexpr std::string_view kBlockKeys[] = {"path", "readonly", "id", "engine"};
@@ -244,7 +244,6 @@ Result<void> set_vm_field(VmConfig& config, std::string_view key, std::string_vi
         else return fail("expected auto, none, transparent or hugetlbfs, got " + quote_value(value));
         return {};
     }
-    if (key == "memory.shared") return assign(config.memory.shared, parse_bool(value));
     if (key.starts_with("memory.")) return unknown_key(key.substr(7), kMemoryKeys);
     if (key == "kernel") return assign(config.boot.kernel, path_value(value, context));
     if (key == "initrd") return assign(config.boot.initrd, path_value(value, context));
@@ -337,11 +336,6 @@ ConfigCheck finish_config(VmConfig& config, bool require_kernel) {
         if (fs && !fs_tags.emplace(fs->tag, i).second) {
             return std::unexpected(ConfigIssue{device_key(i, device, "tag"),
                 "duplicate tag " + quote_value(fs->tag) + " (also devices[" + std::to_string(fs_tags[fs->tag]) + "])"});
-        }
-        // A vhost-user back-end maps guest RAM through the fds Kite sends, so RAM must be MAP_SHARED.
-        if (std::holds_alternative<VhostUserBlkConfig>(device) || std::holds_alternative<VhostUserFsConfig>(device) ||
-            std::holds_alternative<VhostUserGenericConfig>(device)) {
-            config.memory.shared = true;
         }
     }
     return {};

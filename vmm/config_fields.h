@@ -33,9 +33,9 @@ using ConfigCheck = std::expected<void, ConfigIssue>;
 
 // Top-level keys, in the order --help lists them.
 std::span<const std::string_view> vm_keys();
-// Keys of the memory map: size, hugepages, shared.
+// Keys of the memory map: size, hugepages.
 std::span<const std::string_view> memory_keys();
-// Sets one scalar top-level key: vcpus, memory (a size), memory.size, memory.hugepages, memory.shared,
+// Sets one scalar top-level key: vcpus, memory (a size), memory.size, memory.hugepages,
 // kernel, initrd, cmdline, boot-protocol, serial, log-level, vhost-trace, api-socket, restore.
 // "devices" is not a scalar key: use make_device and set_device_field.
 Result<void> set_vm_field(VmConfig& config, std::string_view key, std::string_view value,
@@ -54,8 +54,7 @@ Result<void> set_device_field(DeviceConfig& device, std::string_view key, std::s
 ConfigCheck check_device_complete(const DeviceConfig& device);
 
 // The cross-field rules, once every value is set: kernel present unless restoring (when require_kernel),
-// memory size a multiple of 2 MiB with hugetlbfs, block ids and vhost-user-fs tags unique. Also forces
-// memory.shared on when a vhost-user device exists (the back-end maps guest RAM).
+// memory size a multiple of 2 MiB with hugetlbfs, block ids and vhost-user-fs tags unique.
 ConfigCheck finish_config(VmConfig& config, bool require_kernel);
 // Files the VM reads at start must exist now: kernel, initrd, restore (readable regular files) and disk
 // images (readable; writable too unless readonly).

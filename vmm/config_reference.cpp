@@ -7,12 +7,12 @@ namespace kite {
 std::string_view config_reference() {
     return R"(Config file (YAML). Relative paths are relative to the file's folder.
   vcpus: 2                   1 to 254 (default 1)
-  memory: 512M               size, or {size: 1G, hugepages: auto|none|transparent|hugetlbfs, shared: true}
+  memory: 512M               size, or {size: 1G, hugepages: auto|none|transparent|hugetlbfs}
                              (default 512M, hugepages auto: transparent huge pages where the kernel has
                              them, which for Kite's shared-memory RAM needs the host's
                              /sys/kernel/mm/transparent_hugepage/shmem_enabled set to advise; transparent
-                             fails instead when the kernel has none; hugetlbfs needs a multiple of 2M;
-                             memory is shared automatically when a vhost-user device is configured)
+                             fails instead when the kernel has none; hugetlbfs needs a multiple of 2M.
+                             Guest RAM is always a shared memfd: vhost-user back-ends map it)
   kernel: vmlinuz            bzImage or PVH ELF; required unless restore is set
   initrd: initrd.gz          optional
   cmdline: "console=ttyS0"   kernel command line

@@ -179,3 +179,7 @@ TEST_CASE("virtio-discovery takes acpi or cmdline") {
     CHECK(config->boot.virtio_discovery == VirtioDiscovery::Cmdline);
     CHECK(error_of("kernel: k\nvirtio-discovery: dsdt\n") == "vm.yaml:2:19: virtio-discovery: expected acpi or cmdline, got 'dsdt'");
 }
+
+TEST_CASE("memory.shared is not a key: guest RAM is always shared") {
+    CHECK(error_of("kernel: k\nmemory: {size: 1G, shared: true}\n").starts_with("vm.yaml:2:20: memory.shared: unknown key"));
+}

@@ -27,7 +27,6 @@ TEST_CASE("a file with only a kernel gets the documented defaults") {
     CHECK(config.vcpus == 1);
     CHECK(config.memory.size == 512ull << 20);
     CHECK(config.memory.hugepages == ConfigHugePages::Auto);
-    CHECK_FALSE(config.memory.shared);
     CHECK(config.boot.protocol == BootProtocol::Auto);
     CHECK(config.serial.mode == OutputConfig::Mode::Stdio);
     CHECK(config.devices.empty());
@@ -65,24 +64,20 @@ restore: snap.bin
     CHECK(config.restore == "/vm/snap.bin");
 }
 
-TEST_CASE("memory as a map sets size, huge pages and sharing") {
+TEST_CASE("memory as a map sets size and huge pages") {
     CHECK(parse_ok("kernel: k\nmemory: {size: 1G, hugepages: auto}\n").memory.hugepages == ConfigHugePages::Auto);
     CHECK(parse_ok("kernel: k\nmemory: {size: 1G, hugepages: none}\n").memory.hugepages == ConfigHugePages::None);
-    VmConfig config = parse_ok("kernel: k\nmemory: {size: 2G, hugepages: hugetlbfs, shared: true}\n");
+    VmConfig config = parse_ok("kernel: k\nmemory: {size: 2G, hugepages: hugetlbfs}\n");
 
     CHECK(config.memory.size == 2ull << 30);
     CHECK(config.memory.hugepages == ConfigHugePages::Hugetlbfs2M);
-    CHECK(config.memory.shared);
 }
 
 TEST_CASE("booleans accept the usual YAML spellings in any case") {
-    VmConfig yes = parse_ok("kernel: k\nvhost-trace: Yes\nmemory: {shared: ON}\n");
-    VmConfig no = parse_ok("kernel: k\nvhost-trace: FALSE\nmemory: {shared: off}\n");
-
-    CHECK(yes.vhost_trace);
-    CHECK(yes.memory.shared);
-    CHECK_FALSE(no.vhost_trace);
-    CHECK_FALSE(no.memory.shared);
+    for (const char* spelling : {"Yes", "ON", "true", "TRUE"})
+        CHECK_MESSAGE(parse_ok(std::string("kernel: k\nvhost-trace: ") + spelling + "\n").vhost_trace, spelling);
+    for (const char* spelling : {"FALSE", "off", "no", "No"})
+        CHECK_MESSAGE(!parse_ok(std::string("kernel: k\nvhost-trace: ") + spelling + "\n").vhost_trace, spelling);
 }
 
 TEST_CASE("serial to a file resolves the path against the file's folder") {
@@ -153,12 +148,6 @@ devices:
     CHECK(std::holds_alternative<RngConfig>(config.devices[2]));
     CHECK(std::get<ConsoleConfig>(config.devices[3]).output.mode == OutputConfig::Mode::Off);
     CHECK(std::get<VhostUserBlkConfig>(config.devices[4]).socket == "/tmp/vub.sock");
-}
-
-TEST_CASE("a vhost-user device makes guest memory shared") {
-    VmConfig config = parse_ok("kernel: k\ndevices:\n  - vhost-user-blk: {socket: /tmp/vub.sock}\n");
-
-    CHECK(config.memory.shared);
 }
 
 TEST_CASE("restore replaces the kernel requirement") {
