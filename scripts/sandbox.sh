@@ -125,9 +125,6 @@ ln -sf /proc/self/fd/0 /dev/stdin
 ln -sf /proc/self/fd/1 /dev/stdout
 ln -sf /proc/self/fd/2 /dev/stderr
 hostname sandbox
-# Transparent huge pages for shared memory (Kite guest RAM is a shared memfd; Debian defaults to never),
-# as on a host tuned for VMs: guest page faults through the nested page tables drop 512-fold.
-echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled
 while read -r m; do insmod /sandbox-modules/$m || echo "sandbox: insmod $m failed"; done < /sandbox-modules/load-order
 # Hold KVM static keys on (scripts/sandbox-key-holder.c says why); wait until it holds them.
 if [ -c /dev/kvm ]; then
