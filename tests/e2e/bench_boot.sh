@@ -94,32 +94,31 @@ memory_overhead() {
 
 echo "## bench: A=$A B=$B runs=$RUNS memory=$MEMORY vcpus=$VCPUS"
 
+# compare NAME TARGET TIMER PATTERN ARGS...: RUNS interleaved timings of A and B (TIMER VMM PATTERN ARGS...),
+# printed with their medians and the ratio A/B.
+compare() {
+  local name=$1 target=$2 timer=$3 pattern=$4; shift 4
+  local -a ta=() tb=()
+  for ((i = 1; i <= RUNS; i++)); do
+    ta+=("$("$timer" "$A" "$pattern" "$@")")
+    tb+=("$("$timer" "$B" "$pattern" "$@")")
+  done
+  local ma mb
+  ma=$(printf '%s\n' "${ta[@]}" | median)
+  mb=$(printf '%s\n' "${tb[@]}" | median)
+  echo "BENCH $name $A: ${ta[*]} (median $ma s)"
+  echo "BENCH $name $B: ${tb[*]} (median $mb s)"
+  echo "BENCH $name ratio $A/$B = $(ratio "$ma" "$mb") (target $target)"
+}
+
 if [[ $PARTS == *" 1 "* ]]; then
   echo "## 1. process start -> guest init (KITE-INIT line)"
-  declare -a boot_a=() boot_b=()
-  for ((i = 1; i <= RUNS; i++)); do
-    boot_a+=("$(time_to_line "$A" KITE-INIT --kernel "$ASSETS/vmlinuz" --cmdline "$E2E_CMDLINE_BASE kite.bench" "${GUEST[@]}")")
-    boot_b+=("$(time_to_line "$B" KITE-INIT --kernel "$ASSETS/vmlinuz" --cmdline "$E2E_CMDLINE_BASE kite.bench" "${GUEST[@]}")")
-  done
-  ma=$(printf '%s\n' "${boot_a[@]}" | median)
-  mb=$(printf '%s\n' "${boot_b[@]}" | median)
-  echo "BENCH boot-to-init $A: ${boot_a[*]} (median $ma s)"
-  echo "BENCH boot-to-init $B: ${boot_b[*]} (median $mb s)"
-  echo "BENCH boot-to-init ratio $A/$B = $(ratio "$ma" "$mb") (target <= 0.8)"
+  compare boot-to-init "<= 0.8" time_to_line KITE-INIT --kernel "$ASSETS/vmlinuz" --cmdline "$E2E_CMDLINE_BASE kite.bench" "${GUEST[@]}"
 fi
 
 if [[ $PARTS == *" 2 "* ]]; then
   echo "## 2. process start -> first guest instruction (tiny PVH guest prints '!')"
-  declare -a first_a=() first_b=()
-  for ((i = 1; i <= RUNS; i++)); do
-    first_a+=("$(time_to_char "$A" '!' --kernel ./tiny-pvh.elf --boot-protocol pvh --memory 64M --vcpus 1 --serial stdio)")
-    first_b+=("$(time_to_char "$B" '!' --kernel ./tiny-pvh.elf --boot-protocol pvh --memory 64M --vcpus 1 --serial stdio)")
-  done
-  fa=$(printf '%s\n' "${first_a[@]}" | median)
-  fb=$(printf '%s\n' "${first_b[@]}" | median)
-  echo "BENCH first-instruction$WHERE $A: ${first_a[*]} (median $fa s)"
-  echo "BENCH first-instruction$WHERE $B: ${first_b[*]} (median $fb s)"
-  echo "BENCH first-instruction$WHERE ratio $A/$B = $(ratio "$fa" "$fb") (target <= 0.1)"
+  compare "first-instruction$WHERE" "<= 0.1" time_to_char '!' --kernel ./tiny-pvh.elf --boot-protocol pvh --memory 64M --vcpus 1 --serial stdio
 fi
 
 if [[ $PARTS == *" 3 "* ]]; then
