@@ -58,9 +58,11 @@ Result<RamBlock> RamBlock::create(uint64_t size, RamOffset offset, HugePages mod
 
     // Whether shmem gets huge pages is the host's choice (/sys/kernel/mm/transparent_hugepage/shmem_enabled:
     // advise or always). Where it does, a guest touches 512 times fewer pages into its nested page tables.
-    if ((mode == HugePages::Transparent || mode == HugePages::Auto) && ::madvise(addr, size, MADV_HUGEPAGE) != 0 &&
-        mode == HugePages::Transparent)
-        return std::unexpected(errno_error("transparent huge pages are not available for " + label));
+    // Auto takes 4 KiB pages when the kernel has no transparent huge pages; Transparent is an error then.
+    if (mode == HugePages::Transparent || mode == HugePages::Auto) {
+        if (::madvise(addr, size, MADV_HUGEPAGE) != 0 && mode == HugePages::Transparent)
+            return std::unexpected(errno_error("transparent huge pages are not available for " + label));
+    }
 
     return RamBlock(std::move(fd), std::move(mapping), offset, mode);
 }
