@@ -90,7 +90,8 @@ guest_inputs=("${BASH_SOURCE[0]}" /sbin/mke2fs)
 shopt -s nullglob
 guest_inputs+=("$ROOT"/tests/e2e/guest/*.sh)
 shopt -u nullglob
-guest_inputs+=("$ROOT"/examples/shmem-guest-check/main.cpp "$ROOT"/examples/shmem-backend/pattern.h)
+guest_inputs+=("$ROOT"/examples/shmem-guest-check/main.cpp "$ROOT"/examples/shmem-backend/pattern.h
+              "$ROOT"/tests/e2e/guest/console-drain.c)
 KEY=$( { echo "$KVER $CLOUD_KVER"; cat "${guest_inputs[@]}"; } | sha256sum | cut -c1-16)
 STAMP=$ASSETS/.stamp
 if [[ -f $STAMP && $(cat "$STAMP") == "$KEY" && -f $ASSETS/initrd.gz && -f $ASSETS/vmlinux ]]; then
@@ -254,6 +255,7 @@ if [ -n "$test" ]; then
     rc=127
   fi
   echo "KITE-TEST-RESULT $test rc=$rc"
+  console-drain
   poweroff -f
 fi
 echo "Kite guest: busybox shell on the console. 'poweroff' ends the VM."
@@ -267,6 +269,9 @@ shopt -u nullglob
 # The SHMEM demo's guest-side check (examples/shmem-guest-check), static, as /bin/shmem-guest-check.
 g++ -std=c++2b -O2 -static -I"$ROOT" -o "$R/bin/shmem-guest-check" "$ROOT/examples/shmem-guest-check/main.cpp" ||
   die "cannot build examples/shmem-guest-check"
+# rcS drains the console with it before a forced power-off (tests/e2e/guest/console-drain.c).
+gcc -O2 -static -o "$R/bin/console-drain" "$ROOT/tests/e2e/guest/console-drain.c" ||
+  die "cannot build tests/e2e/guest/console-drain.c"
 
 (cd "$R" && find . -print0 | sort -z | cpio --null -o -H newc -R 0:0 --quiet) | gzip -6 > "$ASSETS/initrd.gz.tmp"
 mv "$ASSETS/initrd.gz.tmp" "$ASSETS/initrd.gz"

@@ -2,6 +2,7 @@
 # Reboots at once (reboot -f: no init scripts); the VMM must end with status 0 as for poweroff, so
 # reaching the end of this script is a failure.
 echo "reboot: rebooting"
+console-drain
 reboot -f
 sleep 10
 echo "reboot: still running after reboot -f"
