@@ -63,7 +63,7 @@ vm_start() {
   echo "# ${VMM_CMD[*]}"
   local fifo=$work/feed.$RANDOM
   mkfifo "$fifo"
-  timeout -k 5 "$E2E_BOOT_TIMEOUT" "${VMM_CMD[@]}" <"$fifo" >"$log" 2>&1 &
+  vmm_timed "${VMM_CMD[@]}" <"$fifo" >"$log" 2>&1 &
   VM_PID=$!
   exec {VM_FEED}<>"$fifo"
 }
@@ -199,8 +199,9 @@ if part reconnect; then
   sock=$work/rc.sock
   if start_qsd "$img" "$sock" "$work/qsd-rc.log"; then
     log=$work/reconnect.log
+    # With every vhost-user message in the log: when this part fails, the log shows how far the replay got.
     vm_start "$log" "${COMMON[@]}" --cmdline "$E2E_CMDLINE_BASE kite.test=vhost_reconnect" \
-      --vhost-user-blk "socket=$sock,reconnect-timeout-ms=60000"
+      --vhost-user-blk "socket=$sock,reconnect-timeout-ms=60000" --vhost-trace
     killed_mid_io=no restarted=no
     if wait_for "$E2E_BOOT_TIMEOUT" vm_says "$log" "KITE-RC-STEP=writing"; then
       sleep "${E2E_RC_KILL_DELAY:-1}"

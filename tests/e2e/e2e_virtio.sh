@@ -130,7 +130,7 @@ console_session() {
   echo "# ${VMM_CMD[*]} (console input from $script)"
   local fifo=$work/console.fifo start=$EPOCHREALTIME waited=0 line
   mkfifo "$fifo"
-  timeout -k 5 "$E2E_BOOT_TIMEOUT" "${VMM_CMD[@]}" < "$fifo" > "$log.raw" 2>&1 &
+  vmm_timed "${VMM_CMD[@]}" < "$fifo" > "$log.raw" 2>&1 &
   local pid=$!
   exec {feed}>"$fifo"
   until grep -a -q 'kite-guest:' "$log.raw" 2>/dev/null; do

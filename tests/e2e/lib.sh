@@ -25,7 +25,9 @@ e2e_finish() {
 # vmm_command KITE-RUN-ARGS... : fills the array VMM_CMD with the command line that runs them.
 vmm_command() {
   if [[ $E2E_VMM == kite ]]; then
-    VMM_CMD=("${KITE:-kite}" run "$@")
+    # At info level kite also says why the VM ended (poweroff, reset, debug-exit): a run that ends early
+    # then says how.
+    VMM_CMD=("${KITE:-kite}" run "$@" --log-level info)
     return
   fi
   # QEMU microvm with the same guest: kernel, initrd, cmdline, memory, vCPUs; debug-exit at 0x501.
@@ -94,6 +96,48 @@ expected_debug_exit() {
   if [[ $E2E_VMM == kite ]]; then echo "$1"; else echo $((($1 << 1) | 1)); fi
 }
 
+# vmm_timed CMD... : runs CMD under the E2E_BOOT_TIMEOUT limit, like `timeout -k 5` but returning 124 only
+# after printing (to stderr, "# hang:" lines) what each thread of the VMM was waiting in when time ran out:
+# an intermittent hang then leaves a trace in the log instead of only a status. stdin is CMD's stdin.
+# Callers run it in the background or in a pipeline: a TERM sent to that subshell goes on to CMD.
+vmm_timed() {
+  "$@" <&0 &
+  local pid=$! report rc
+  trap 'kill "$pid" 2>/dev/null' TERM
+  report=$(mktemp)
+  # The watcher writes to a file, not to our stdout: its sleep must not hold a caller's pipe open.
+  ( sleep "$E2E_BOOT_TIMEOUT"
+    kill -0 "$pid" 2>/dev/null || exit 0
+    echo "# hang: still running after ${E2E_BOOT_TIMEOUT} s; threads of pid $pid:"
+    hang_report "$pid"
+    echo "# hang: kernel log, last lines:"
+    dmesg 2>/dev/null | tail -n 8 | sed 's/^/# hang:   /'
+    kill "$pid"
+    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.5; done
+    kill -9 "$pid" 2>/dev/null ) >"$report" 2>&1 &
+  local watch=$!
+  wait "$pid"
+  rc=$?
+  # A trapped TERM ends the wait early: wait again for CMD itself.
+  while kill -0 "$pid" 2>/dev/null; do wait "$pid"; rc=$?; done
+  trap - TERM
+  if [[ -s $report ]]; then wait "$watch"; rc=124; fi
+  kill "$watch" 2>/dev/null
+  wait "$watch" 2>/dev/null
+  cat "$report" >&2
+  rm -f "$report"
+  return "$rc"
+}
+
+# hang_report PID : each thread's name, state, kernel wait channel and kernel stack (the sandbox runs as root).
+hang_report() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    echo "# hang: thread $(cat "$t/comm") state $(cut -d' ' -f3 "$t/stat") wchan $(cat "$t/wchan") schedstat $(cat "$t/schedstat")"
+    head -n 12 "$t/stack" | sed 's/^/# hang:   /'
+  done 2>/dev/null
+}
+
 # vmm_run LOG KITE-RUN-ARGS... : run the VMM to completion (stdin closed), serial output to LOG and
 # to our stdout prefixed with "| "; returns the VMM's exit status (124 on timeout).
 vmm_run() {
@@ -101,7 +145,7 @@ vmm_run() {
   vmm_command "$@" || return 125
   echo "# ${VMM_CMD[*]}"
   local start=$EPOCHREALTIME
-  timeout -k 5 "$E2E_BOOT_TIMEOUT" "${VMM_CMD[@]}" </dev/null 2>&1 | strip_cr | tee "$log" | sed 's/^/| /'
+  vmm_timed "${VMM_CMD[@]}" </dev/null 2>&1 | strip_cr | tee "$log" | sed 's/^/| /'
   local rc=${PIPESTATUS[0]}
   echo "# exit status $rc after $(elapsed "$start") s"
   return "$rc"
@@ -118,7 +162,7 @@ vmm_interactive() {
   local start=$EPOCHREALTIME
   : > "$log"
   # Output goes straight to a file (no pipe that could still hold the last lines when we check them).
-  timeout -k 5 "$E2E_BOOT_TIMEOUT" "${VMM_CMD[@]}" <"$fifo" >"$log.raw" 2>&1 &
+  vmm_timed "${VMM_CMD[@]}" <"$fifo" >"$log.raw" 2>&1 &
   local pid=$!
   exec {feed}>"$fifo"
   local waited=0
