@@ -133,8 +133,12 @@ if [ -c /dev/kvm ]; then
   while ! grep -q holding /tmp/key-holder.out && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
   grep -q holding /tmp/key-holder.out || { echo "sandbox: key holder failed:"; cat /tmp/key-holder.out; }
 fi
+# Heartbeat on the second serial port (a file on the host): when this kernel wedges its timers stop, and
+# sandbox.sh sees the file go stale even if the console never reports a lockup.
+( while :; do cut -d" " -f1 /proc/uptime > /dev/ttyS1; sleep 10; done ) 2>/dev/null &
 read -r up _ < /proc/uptime
-echo "SANDBOX-START uptime=$up kvm=$(test -c /dev/kvm && echo yes || echo no)"
+# _text locates the kernel (KASLR): RIPs of a wedged run (QEMU monitor) can then be read against System.map.
+echo "SANDBOX-START uptime=$up kvm=$(test -c /dev/kvm && echo yes || echo no) _text=$(grep -m1 " _text$" /proc/kallsyms | cut -d" " -f1)"
 cd /sandbox
 if [ ! -c /dev/kvm ]; then
   rc=99
@@ -245,13 +249,22 @@ mkdir -p "$(dirname "$LOG")"
 log "nested KVM sandbox: $(basename "$SCENARIO") (log: $LOG)"
 start=$SECONDS
 : > "$LOG"
-# A wedged outer kernel (the console reports a CPU stuck for 100 s or more) never recovered in the runs
-# seen: stop QEMU then instead of waiting for the wall-clock limit.
+# A wedged outer kernel never recovered in the runs seen: stop QEMU then instead of waiting for the
+# wall-clock limit. Two signs: the console reports a CPU stuck for 100 s or more, or the init's heartbeat
+# (ttyS1, every 10 s) has not come for SANDBOX_STALL_SECS (default 180; the wedges seen froze time, so
+# no lockup report ever came).
+stall=${SANDBOX_STALL_SECS:-180}
 ( while sleep 10; do
     [[ -f $run/qemu.pid ]] || continue
     kill -0 "$(cat "$run/qemu.pid")" 2>/dev/null || break
+    why=""
     if grep -a -q -E 'soft lockup - CPU#[0-9]+ stuck for [0-9]{3,}s' "$LOG"; then
-      log "the outer kernel reports a soft lockup: stopping QEMU (its console output is in $LOG)"
+      why="its console reports a soft lockup"
+    elif [[ -s $run/heartbeat ]] && (( $(date +%s) - $(stat -c %Y "$run/heartbeat") > stall )); then
+      why="no heartbeat for more than $stall s"
+    fi
+    if [[ -n $why ]]; then
+      log "the outer kernel wedged ($why): stopping QEMU (its console output is in $LOG)"
       kill "$(cat "$run/qemu.pid")"
       break
     fi
@@ -260,7 +273,7 @@ wedge_watch=$!
 set +e
 # shellcheck disable=SC2086 # SANDBOX_QEMU_ARGS is a list of words
 timeout -k 10 "$WALL_TIMEOUT" qemu-system-x86_64 "${QEMU_ARGS[@]}" ${SANDBOX_QEMU_ARGS-} -pidfile "$run/qemu.pid" \
-    -serial stdio </dev/null 2>&1 |
+    -serial stdio -serial "file:$run/heartbeat" </dev/null 2>&1 |
   sed -u -e 's/\r//g' -e "/TCG doesn't support requested feature/d" | tee "$LOG"
 qrc=${PIPESTATUS[0]}
 kill "$wedge_watch" 2>/dev/null
