@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <cstring>
@@ -22,6 +23,16 @@ void install_kick_handler() {
         sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return EINTR
         sigaction(kick_signal(), &sa, nullptr);
     });
+}
+
+// Why the guest's run ended, with where the vCPU was: enough to find the faulting code in the guest.
+std::string crash_report(unsigned index, const VcpuFd& fd, const std::string& what) {
+    std::string why = "vCPU " + std::to_string(index) + ": " + what;
+    kvm_regs regs{};
+    kvm_sregs sregs{};
+    if (!fd.get_regs(regs) || !fd.get_sregs(sregs)) return why;
+    return why + fmt::format(" at rip {:#x} (cs {:#x}), rsp {:#x}, cr0 {:#x}, cr2 {:#x}, cr3 {:#x}, cr4 {:#x}, efer {:#x}",
+                             regs.rip, sregs.cs.selector, regs.rsp, sregs.cr0, sregs.cr2, sregs.cr3, sregs.cr4, sregs.efer);
 }
 
 template <class... Ts>
@@ -170,7 +181,11 @@ void VcpuSet::handle_exit(unsigned index, const VcpuExit& exit) {
             [&](const MmioWrite& m) { mmio_.write(m.addr, m.data); },
             [&](const Hlt&) {},  // the in-kernel LAPIC handles HLT; a stray exit just resumes
             [&](const Interrupted&) {},
-            [&](const Shutdown&) { hooks_.request_stop({0, "guest reset (triple fault or reset request)"}); },
+            // A guest that resets on purpose uses the ACPI reset register or the i8042 (status 0); a triple
+            // fault is a crash (Linux falls back to one only when both failed), and CI must not read it as success.
+            [&](const Shutdown&) {
+                hooks_.request_stop({1, crash_report(index, vcpus_[index]->fd, "the guest triple-faulted (KVM_EXIT_SHUTDOWN)")});
+            },
             [&](const SystemEvent& e) {
                 if (e.type == KVM_SYSTEM_EVENT_CRASH)
                     hooks_.request_stop({1, "guest crashed (KVM_SYSTEM_EVENT_CRASH)"});
@@ -188,7 +203,8 @@ void VcpuSet::handle_exit(unsigned index, const VcpuExit& exit) {
                 hooks_.request_stop({1, "KVM entry failed, hardware reason " + std::to_string(f.reason)});
             },
             [&](const InternalError& e) {
-                hooks_.request_stop({1, "KVM internal error, suberror " + std::to_string(e.suberror)});
+                hooks_.request_stop(
+                    {1, crash_report(index, vcpus_[index]->fd, "KVM internal error, suberror " + std::to_string(e.suberror))});
             },
             [&](const UnknownExit& u) {
                 hooks_.request_stop({1, "unexpected KVM exit reason " + std::to_string(u.reason)});

@@ -4,6 +4,7 @@
 //
 // The command line tells the guest what to expect:
 //   kite_test=hello kite_ram_mb=<RAM in MiB> initrd_size=<bytes> initrd_cksum=<POSIX cksum CRC>
+// or kite_test=triple_fault: the guest triple-faults at once (Kite must end with status 1 and say why).
 // Ring-0 code is emulated slowly on the test host: every loop here is short.
 #include <stdint.h>
 
@@ -102,6 +103,13 @@ void guest_main(int pvh) {
     int ok = pvh ? read_start_info(entry_info, &h) : read_boot_params(entry_info, &h);
     if (ok && h.cmdline) {
         const char* c = h.cmdline;
+        if (cmdline_has(c, "kite_test=triple_fault")) {
+            // An empty IDT: the breakpoint cannot be delivered (#GP), nor can that (#DF): a triple fault.
+            static const struct __attribute__((packed)) { uint16_t limit; uint64_t base; } no_idt = {0, 0};
+            put("GUEST: triple fault next\n");
+            __asm__ volatile("lidt %0; int3" : : "m"(no_idt));
+            put("GUEST: FAIL still running after the triple fault\n");
+        }
         report(cmdline_has(c, "kite_test=hello"), "cmdline", 0);
 
         uint64_t ram_end = (uint64_t)cmdline_number(c, "kite_ram_mb") << 20;
