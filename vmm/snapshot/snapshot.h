@@ -107,13 +107,25 @@ MemoryBlockState plain_memory_block(uint64_t ram_offset, std::span<const std::by
 // whose size equals block.size().
 void restore_plain_memory_block(const MemoryBlockState& state, std::span<std::byte> block);
 
+// An encoded snapshot as a gather list: small buffers it owns (headers, vCPU and device state) and spans
+// of the SnapshotData it was made from (the memory pages), in file order. Guest memory is not copied again
+// on its way to the file; the SnapshotData must outlive it.
+struct SnapshotPieces {
+    std::vector<std::vector<uint8_t>> owned;
+    std::vector<std::span<const uint8_t>> spans;
+    uint64_t size = 0;
+};
+Result<SnapshotPieces> encode_snapshot_pieces(const SnapshotData& data);
+// The same, as one buffer.
 Result<std::vector<uint8_t>> encode_snapshot(const SnapshotData& data);
 Result<SnapshotData> decode_snapshot(std::span<const uint8_t> bytes);
 
 // Writes to `path` through a temporary file in the same directory, fsync'ed and renamed into place.
 Result<void> write_snapshot(const std::string& path, const SnapshotData& data);
-// Writes `bytes` to path.tmp (mode 0600), fsyncs and renames it to path: readers never see a partial file.
-// `what` names the file in errors ("snapshot", "key file").
+// Writes `pieces` in order to path.tmp (mode 0600), fsyncs and renames it to path: readers never see a
+// partial file. `what` names the file in errors ("snapshot", "key file").
+Result<void> write_file_atomically(const std::string& path, std::span<const std::span<const uint8_t>> pieces,
+                                   std::string_view what);
 Result<void> write_file_atomically(const std::string& path, std::span<const uint8_t> bytes, std::string_view what);
 // Reads and validates the whole file; errors name the path and what is wrong (truncated, bad magic,
 // unsupported version, checksum mismatch, section overflow, bad field).

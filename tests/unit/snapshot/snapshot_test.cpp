@@ -1,4 +1,6 @@
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -124,6 +126,19 @@ TEST_CASE("CRC-32C of \"123456789\" is the check value e3069283, also when compu
     auto all = std::span(reinterpret_cast<const uint8_t*>(s), 9);
     CHECK(crc32c(all) == 0xe3069283u);
     CHECK(crc32c(all.subspan(4), crc32c(all.first(4))) == 0xe3069283u);
+    CHECK(crc32c_portable(all) == 0xe3069283u);
+}
+
+TEST_CASE("crc32c agrees with the table version at every length and alignment") {
+    std::vector<uint8_t> bytes(300);
+    uint32_t x = 12345;
+    for (auto& b : bytes) b = static_cast<uint8_t>((x = x * 1103515245u + 12345u) >> 16);
+    for (size_t start = 0; start < 9; ++start)
+        for (size_t len = 0; start + len <= bytes.size(); len += 7) {
+            auto part = std::span(bytes).subspan(start, len);
+            CHECK(crc32c(part) == crc32c_portable(part));
+            CHECK(crc32c(part, 0xdeadbeef) == crc32c_portable(part, 0xdeadbeef));
+        }
 }
 
 TEST_CASE("a snapshot decodes to the data it was encoded from") {
@@ -158,6 +173,24 @@ TEST_CASE("a plain memory block keeps only non-zero pages and restores the whole
     CHECK(out == block);
 }
 
+TEST_CASE("a plain block restored into shared memory (guest RAM) zeroes the pages it does not list") {
+    // Guest RAM is a shared memfd mapping: restore drops unlisted pages there instead of writing zeros.
+    int fd = ::memfd_create("kite-restore-test", MFD_CLOEXEC);
+    REQUIRE(fd >= 0);
+    REQUIRE(::ftruncate(fd, 6 * kPage) == 0);
+    void* map = ::mmap(nullptr, 6 * kPage, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ::close(fd);
+    REQUIRE(map != MAP_FAILED);
+    std::span<std::byte> ram(static_cast<std::byte*>(map), 6 * kPage);
+    std::memset(ram.data(), 0xee, ram.size());  // stale content everywhere
+    auto block = four_page_block();
+    block.resize(6 * kPage);  // pages 0, 2, 4, 5 zero: a gap at the start, inside and at the end
+    auto state = plain_memory_block(0, block, std::nullopt);
+    restore_plain_memory_block(state, ram);
+    CHECK(std::memcmp(ram.data(), block.data(), ram.size()) == 0);
+    ::munmap(map, 6 * kPage);
+}
+
 TEST_CASE("a snapshot file written to disk reads back equal") {
     std::string path = "/tmp/kite-snapshot-test-" + std::to_string(::getpid()) + ".snap";
     REQUIRE(write_snapshot(path, sample()).has_value());
@@ -165,6 +198,31 @@ TEST_CASE("a snapshot file written to disk reads back equal") {
     ::unlink(path.c_str());
     REQUIRE(back.has_value());
     CHECK(encoded(*back) == encoded(sample()));
+}
+
+TEST_CASE("a file written from more pieces than one writev takes holds them all, in order") {
+    // 3000 pieces of 0..6 bytes (some empty): several IOV_MAX batches, batch edges inside the data.
+    std::vector<std::vector<uint8_t>> buffers;
+    std::vector<std::span<const uint8_t>> pieces;
+    std::vector<uint8_t> expected;
+    for (size_t i = 0; i < 3000; ++i) {
+        std::vector<uint8_t> b(i % 7);
+        for (auto& x : b) x = static_cast<uint8_t>(expected.size() + (&x - b.data()));
+        expected.insert(expected.end(), b.begin(), b.end());
+        buffers.push_back(std::move(b));
+    }
+    for (const auto& b : buffers) pieces.emplace_back(b);
+    std::string path = "/tmp/kite-pieces-test-" + std::to_string(::getpid());
+    REQUIRE(write_file_atomically(path, pieces, "test file").has_value());
+    std::vector<uint8_t> back(expected.size() + 1);
+    int fd = ::open(path.c_str(), O_RDONLY);
+    REQUIRE(fd >= 0);
+    ssize_t n = ::read(fd, back.data(), back.size());
+    ::close(fd);
+    ::unlink(path.c_str());
+    REQUIRE(n == static_cast<ssize_t>(expected.size()));
+    back.resize(expected.size());
+    CHECK(back == expected);
 }
 
 TEST_CASE("reading a missing snapshot file names the path") {
