@@ -203,6 +203,17 @@ Result<void> VhostUserDevice::start_device(bool fresh) {
         // also resubmits from the inflight buffer whatever was in flight beyond that).
         uint16_t base = 0;
         if (!fresh) std::memcpy(&base, used->data() + 2, sizeof base);  // used->idx, little-endian
+        if (!fresh && !inflight_) {
+            // Without inflight state nobody knows which of the requests after used->idx the dead back-end
+            // had already completed (a back-end may complete out of order): say so, it may show as a hang.
+            uint16_t avail_idx = 0;
+            std::memcpy(&avail_idx, avail->data() + 2, sizeof avail_idx);
+            if (uint16_t pending = static_cast<uint16_t>(avail_idx - base); pending != 0)
+                spdlog::warn("vhost-user '{}': ring {} restarts at used index {} with {} request(s) the guest is "
+                             "still waiting for; the back-end keeps no inflight state (no INFLIGHT_SHMFD), so one it "
+                             "completed out of order before it died is done again and one it skipped is lost",
+                             config_.socket_path, i, base, pending);
+        }
         VringAddr addr{i, 0, reinterpret_cast<uint64_t>(desc->data()), reinterpret_cast<uint64_t>(used->data()),
                        reinterpret_cast<uint64_t>(avail->data()), 0};
         if (auto ok = frontend_->set_vring_num(i, q.size); !ok) return ok;
