@@ -55,6 +55,9 @@ if [ -n "$ro" ]; then
   echo "KITE-RO-SYSFS=$(cat "/sys/block/$ro/ro")"
   out=$(dd if=/dev/zero of="/dev/$ro" bs=4096 count=1 oflag=direct 2>&1)
   echo "KITE-RO-RAW-WRITE rc=$? $(echo "$out" | oneline)"
+  # The mount below makes the kernel log "Can't open blockdev" (it tries read-write first); console
+  # output is queued, and that message once landed inside the line above. Let the line out first.
+  console-drain
   out=$(mount -t ext4 "/dev/$ro" /mnt 2>&1)
   echo "KITE-RO-MOUNT rc=$? $(echo "$out" | oneline) opts=$(awk -v d="/dev/$ro" '$1 == d {print $4}' /proc/mounts)"
   echo "KITE-RO-FILE $(sha < /mnt/hello.txt)"
