@@ -15,12 +15,12 @@ namespace {
 constexpr uint64_t kPage = kMirrorPageSize;
 constexpr size_t kKeyFileSize = 48;
 
-Result<void> capture_memory_direct(GuestRam& ram, SnapshotData& out) {
+Result<void> capture_memory_direct(GuestRam& ram, SnapshotData& out, bool copy) {
     for (size_t i = 0; i < ram.block_count(); ++i) {
         const RamBlock& b = ram.block(i);
         auto gpa = ram.gpa_of(b.ram_offset());
         std::optional<uint64_t> at = gpa ? std::optional<uint64_t>(gpa->value()) : std::nullopt;
-        out.memory.push_back(plain_memory_block(b.ram_offset().value(), {b.host(), b.size()}, at));
+        out.memory.push_back(plain_memory_block(b.ram_offset().value(), {b.host(), b.size()}, at, copy));
     }
     return {};
 }
@@ -110,8 +110,8 @@ std::string snapshot_refusal(const VmConfig& config) {
     return "";
 }
 
-Result<SnapshotData> capture_snapshot(Vm& vm, MemoryVia via, std::unique_ptr<MirrorVm>& mirror,
-                                      const MirrorKey& key) {
+Result<SnapshotData> capture_snapshot(Vm& vm, MemoryVia via, std::unique_ptr<MirrorVm>& mirror, const MirrorKey& key,
+                                      bool copy_memory) {
     SnapshotData data;
     // Devices first: saving a virtio transport completes the device's requests in flight (virtio-blk's
     // io_uring I/O), which writes used rings and raises interrupts. Taken before memory, vCPU and irqchip
@@ -133,7 +133,7 @@ Result<SnapshotData> capture_snapshot(Vm& vm, MemoryVia via, std::unique_ptr<Mir
     data.irqchip = level->irqchip;
     data.pit = level->pit;
     data.clock = level->clock;
-    auto memory = via == MemoryVia::Direct ? capture_memory_direct(vm.ram(), data)
+    auto memory = via == MemoryVia::Direct ? capture_memory_direct(vm.ram(), data, copy_memory)
                                            : capture_memory_mirror(vm, mirror, key, data);
     if (!memory) return std::unexpected(memory.error());
     return data;

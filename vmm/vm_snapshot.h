@@ -26,9 +26,10 @@ enum class MemoryVia { Direct, Mirror };
 std::string snapshot_refusal(const VmConfig& config);
 
 // Reads everything from a paused VM. `mirror` is created on first use (and recreated after a failure)
-// with `key`; Direct leaves it alone.
-Result<SnapshotData> capture_snapshot(Vm& vm, MemoryVia via, std::unique_ptr<MirrorVm>& mirror,
-                                      const MirrorKey& key);
+// with `key`; Direct leaves it alone. Direct with `copy_memory` false borrows guest RAM instead of copying
+// it (MemoryBlockState::borrowed): the VM must then stay paused until the snapshot is written.
+Result<SnapshotData> capture_snapshot(Vm& vm, MemoryVia via, std::unique_ptr<MirrorVm>& mirror, const MirrorKey& key,
+                                      bool copy_memory = true);
 
 // Checks that `data` fits `vm` (vCPU count, RAM blocks, devices), then writes memory, VM-level state,
 // vCPU state and device state. `key` is required for a sealed snapshot. The vCPUs must not be running.

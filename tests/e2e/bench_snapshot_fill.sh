@@ -2,9 +2,10 @@
 # bench_snapshot_fill.sh: direct snapshot and restore throughput with the small fill-hash guest
 # (tests/guest/fill_hash.c), which runs at full speed where Linux guests cannot (a PVM host's /dev/kvm).
 # Guest RAM gets BENCH_DATA_MIB of random data through --initrd (written by Kite, not by slow guest ring-0
-# code); the guest hashes 1 MiB of its own and waits. Each run: snapshot while running (the reply's
-# figures), shut down, restore in a new Kite (its log's figures), and the restored guest must re-verify
-# its hash. scripts/bench-snapshot.sh runs it on the host.
+# code); the guest hashes 1 MiB of its own and waits. Each run: a snapshot after which the guest resumes
+# (memory copied while it is paused, then written), one after which Kite stops (written straight from
+# guest RAM), a restore of the second in a new Kite (its log's figures), and the restored guest must
+# re-verify its hash. scripts/bench-snapshot.sh runs it on the host.
 # Environment: KITE, FILL_ELF (fill-hash.elf), BENCH_RUNS (3), BENCH_MEMORY (1G), BENCH_DATA_MIB (768),
 #              BENCH_SNAP_DIR (where the snapshot file goes; default a new directory under $TMPDIR or /tmp),
 #              BENCH_WHERE (a label for the output).
@@ -22,7 +23,7 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if
 gibps() { awk -v b="$1" -v ms="$2" 'BEGIN { if (ms > 0) printf "%.3f", b / 1073741824 / (ms / 1000); else print "nan" }'; }
 json_num() { grep -o "\"$2\":[0-9.e+-]*" <<<"$1" | head -n1 | cut -d: -f2; }
 
-save="" capture="" restore="" pause="" ok=0
+save="" capture="" stop_save="" restore="" pause="" ok=0
 for ((run = 1; run <= RUNS; run++)); do
   sock=$work/api.sock snap=$dir/bench.snap
   rm -f "$work/a.log" "$sock"  # the wait below must not see the previous run's
@@ -30,8 +31,8 @@ for ((run = 1; run <= RUNS; run++)); do
     --cmdline "fill_seed=$run fill_mb=1" --api-socket "$sock" </dev/null >"$work/a.log" 2>&1 &
   pid=$!
   for ((i = 0; i < 600; i++)); do [[ -S $sock ]] && grep -q "FILL: READY" "$work/a.log" 2>/dev/null && break; sleep 0.1; done
-  reply=$("$KITE" snapshot "$snap" --api-socket "$sock")
-  "$KITE" shutdown --api-socket "$sock" >/dev/null
+  reply=$("$KITE" snapshot "$snap" --then resume --api-socket "$sock")
+  stop_reply=$("$KITE" snapshot "$snap" --then stop --api-socket "$sock")
   wait "$pid"
   # The restored guest reads one byte from the serial port: 'v' re-hashes and compares (exit 0 = same).
   (sleep 1; printf v) | timeout 300 "$KITE" run --kernel "$FILL_ELF" --memory "$MEMORY" --serial stdio \
@@ -41,11 +42,14 @@ for ((run = 1; run <= RUNS; run++)); do
   read_ms=$(grep -o -E 'read and checked in [0-9.]+' <<<"$line" | awk '{print $NF}')
   apply_ms=$(grep -o -E 'applied in [0-9.]+' <<<"$line" | awk '{print $NF}')
   mem=$(json_num "$reply" memory_bytes) cap=$(json_num "$reply" capture_ms) wr=$(json_num "$reply" write_ms)
-  echo "## run $run: snapshot $reply; restore read ${read_ms:-?} ms, apply ${apply_ms:-?} ms; restored guest exit $rc"
+  echo "## run $run: snapshot $reply; then stop $stop_reply; restore read ${read_ms:-?} ms, apply ${apply_ms:-?} ms;" \
+       "restored guest exit $rc"
   if [[ $rc -eq 0 && -n $mem && -n $read_ms ]] && grep -q "FILL: PASS" "$work/b.log"; then
     ok=$((ok + 1))
     save+="$(gibps "$mem" "$(awk -v a="$cap" -v b="$wr" 'BEGIN{print a+b}')") "
     capture+="$(gibps "$mem" "$cap") "
+    stop_save+="$(gibps "$mem" "$(awk -v a="$(json_num "$stop_reply" capture_ms)" -v b="$(json_num "$stop_reply" write_ms)" \
+                 'BEGIN{print a+b}')") "
     restore+="$(gibps "$mem" "$(awk -v a="$read_ms" -v b="$apply_ms" 'BEGIN{print a+b}')") "
     pause+="$(json_num "$reply" pause_ms) "
   else
@@ -55,7 +59,8 @@ for ((run = 1; run <= RUNS; run++)); do
 done
 med() { tr ' ' '\n' <<<"$1" | grep . | median; }
 echo "BENCH snapshot direct (${BENCH_WHERE:-here}; fill-hash guest, memory $MEMORY, $DATA MiB of data," \
-     "file in $dir on $(stat -f -c %T "$dir")): snapshot $(med "$save") GiB/s (memory capture alone" \
-     "$(med "$capture") GiB/s, pause $(med "$pause") ms), restore $(med "$restore") GiB/s; target snapshot >= 1 GiB/s"
+     "file in $dir on $(stat -f -c %T "$dir")): snapshot of a guest that resumes $(med "$save") GiB/s (memory" \
+     "capture alone $(med "$capture") GiB/s, pause $(med "$pause") ms), of one that stops $(med "$stop_save") GiB/s;" \
+     "restore $(med "$restore") GiB/s; target snapshot >= 1 GiB/s"
 echo "BENCH restored guests that re-verified their hash: $ok of $RUNS"
 [[ $ok -eq $RUNS ]]

@@ -87,7 +87,10 @@ struct MemoryBlockState {
     std::optional<uint64_t> gpa;      // where the main VM mapped it, or nullopt if unmapped
     PageEncoding encoding = PageEncoding::Plain;
     std::vector<uint64_t> page_indices;  // Plain: strictly increasing page numbers inside the block
-    std::vector<uint8_t> pages;          // Plain: page_indices.size() * 4096 bytes
+    std::vector<uint8_t> pages;          // Plain: page_indices.size() * 4096 bytes, or empty when borrowed
+    // Plain, captured without a copy: the whole block where it lives (guest RAM); the pages are read from
+    // here when the snapshot is encoded, so it is valid only while the VM stays paused.
+    std::span<const std::byte> borrowed;
     std::vector<SealedRecord> records;   // Sealed
 };
 
@@ -101,8 +104,11 @@ struct SnapshotData {
     std::vector<MemoryBlockState> memory;
 };
 
-// A Plain block from host memory (`block` is the whole block), keeping only its non-zero pages.
-MemoryBlockState plain_memory_block(uint64_t ram_offset, std::span<const std::byte> block, std::optional<uint64_t> gpa);
+// A Plain block from host memory (`block` is the whole block), keeping only its non-zero pages: copied,
+// or with `copy` false only listed and borrowed from `block` (which must then stay unchanged until the
+// snapshot is written).
+MemoryBlockState plain_memory_block(uint64_t ram_offset, std::span<const std::byte> block, std::optional<uint64_t> gpa,
+                                    bool copy = true);
 // Writes a Plain block's pages into `block` (zeroing the pages not listed). Precondition: validated data
 // whose size equals block.size().
 void restore_plain_memory_block(const MemoryBlockState& state, std::span<std::byte> block);

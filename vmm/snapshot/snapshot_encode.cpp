@@ -100,7 +100,18 @@ SnapshotPieces memory_payload(const MemoryBlockState& m) {
         w.u64(m.page_indices.size());
         list.own(std::move(w.data()));
         list.ref(as_bytes(m.page_indices));
-        list.ref(m.pages);
+        if (m.borrowed.empty()) {
+            list.ref(m.pages);
+        } else {
+            // Straight from guest RAM, one span per run of consecutive pages.
+            auto* base = reinterpret_cast<const uint8_t*>(m.borrowed.data());
+            for (size_t n = 0; n < m.page_indices.size();) {
+                size_t run = 1;
+                while (n + run < m.page_indices.size() && m.page_indices[n + run] == m.page_indices[n] + run) ++run;
+                list.ref({base + m.page_indices[n] * kPage, run * kPage});
+                n += run;
+            }
+        }
     } else {
         w.u64(m.records.size());
         list.own(std::move(w.data()));
@@ -120,7 +131,9 @@ Result<SnapshotPieces> encode_snapshot_pieces(const SnapshotData& data) {
     for (const auto& d : data.devices)
         if (d.name.empty() || d.name.size() > kMaxDeviceNameSize) return fail("snapshot: bad device name");
     for (const auto& m : data.memory)
-        if (m.encoding == PageEncoding::Plain && m.pages.size() != m.page_indices.size() * kPage)
+        if (m.encoding == PageEncoding::Plain &&
+            (m.borrowed.empty() ? m.pages.size() != m.page_indices.size() * kPage
+                                : m.borrowed.size() != m.size || !m.pages.empty()))
             return fail("snapshot: plain memory block pages and indices disagree");
 
     SnapshotPieces pieces;
@@ -214,12 +227,19 @@ void zero_pages(std::span<std::byte> pages) {
 
 }  // namespace
 
-MemoryBlockState plain_memory_block(uint64_t ram_offset, std::span<const std::byte> block, std::optional<uint64_t> gpa) {
+MemoryBlockState plain_memory_block(uint64_t ram_offset, std::span<const std::byte> block, std::optional<uint64_t> gpa,
+                                    bool copy) {
     MemoryBlockState m;
     m.ram_offset = ram_offset;
     m.size = block.size();
     m.gpa = gpa;
     m.encoding = PageEncoding::Plain;
+    if (!copy) {
+        m.borrowed = block;
+        for (uint64_t i = 0; i < block.size() / kPage; ++i)
+            if (!page_is_zero(block.data() + i * kPage)) m.page_indices.push_back(i);
+        return m;
+    }
     // Room for every page up front: address space only until written, and no regrowth that copies the
     // pages kept so far (a 1 GiB block would otherwise be copied about twice more).
     m.pages.reserve(block.size());

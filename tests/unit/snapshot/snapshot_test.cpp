@@ -173,6 +173,24 @@ TEST_CASE("a plain memory block keeps only non-zero pages and restores the whole
     CHECK(out == block);
 }
 
+TEST_CASE("a block borrowed from guest RAM encodes to the same bytes as a copied one") {
+    auto block = four_page_block();
+    block.resize(8 * kPage);
+    block[5 * kPage] = std::byte{1};  // data pages 1, 3, 5, 6: runs of one and of two pages
+    block[6 * kPage + 4095] = std::byte{2};
+    SnapshotData copied, borrowed;
+    copied.memory.push_back(plain_memory_block(0, block, 0));
+    borrowed.memory.push_back(plain_memory_block(0, block, 0, /*copy=*/false));
+    CHECK(borrowed.memory[0].pages.empty());
+    CHECK(borrowed.memory[0].page_indices == std::vector<uint64_t>{1, 3, 5, 6});
+    CHECK(encoded(borrowed) == encoded(copied));
+    auto back = decode_snapshot(encoded(borrowed));
+    REQUIRE(back.has_value());
+    std::vector<std::byte> out(8 * kPage, std::byte{0xee});
+    restore_plain_memory_block(back->memory[0], out);
+    CHECK(out == block);
+}
+
 TEST_CASE("a plain block restored into shared memory (guest RAM) zeroes the pages it does not list") {
     // Guest RAM is a shared memfd mapping: restore drops unlisted pages there instead of writing zeros.
     int fd = ::memfd_create("kite-restore-test", MFD_CLOEXEC);
