@@ -16,7 +16,8 @@ MEMORY=${BENCH_MEMORY:-1G}
 DATA=${BENCH_DATA_MIB:-768}
 work=$(mktemp -d)
 dir=${BENCH_SNAP_DIR:-$work}
-trap 'rm -rf "$work" "$dir/bench.snap" "$dir/bench.snap.tmp"' EXIT
+pid=""
+trap '[[ -z $pid ]] || kill -9 "$pid" 2>/dev/null; rm -rf "$work" "$dir/bench.snap" "$dir/bench.snap.tmp"' EXIT
 head -c "$((DATA << 20))" /dev/urandom > "$work/data.bin"
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -33,6 +34,9 @@ for ((run = 1; run <= RUNS; run++)); do
   for ((i = 0; i < 600; i++)); do [[ -S $sock ]] && grep -q "FILL: READY" "$work/a.log" 2>/dev/null && break; sleep 0.1; done
   reply=$("$KITE" snapshot "$snap" --then resume --api-socket "$sock")
   stop_reply=$("$KITE" snapshot "$snap" --then stop --api-socket "$sock")
+  # A kite that never answered (the guest did not get ready) must not spin on after the bench.
+  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null
   wait "$pid"
   # The restored guest reads one byte from the serial port: 'v' re-hashes and compares (exit 0 = same).
   (sleep 1; printf v) | timeout 300 "$KITE" run --kernel "$FILL_ELF" --memory "$MEMORY" --serial stdio \
