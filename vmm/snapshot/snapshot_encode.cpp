@@ -234,20 +234,16 @@ MemoryBlockState plain_memory_block(uint64_t ram_offset, std::span<const std::by
     m.size = block.size();
     m.gpa = gpa;
     m.encoding = PageEncoding::Plain;
+    for (uint64_t i = 0; i < block.size() / kPage; ++i)
+        if (!page_is_zero(block.data() + i * kPage)) m.page_indices.push_back(i);
     if (!copy) {
         m.borrowed = block;
-        for (uint64_t i = 0; i < block.size() / kPage; ++i)
-            if (!page_is_zero(block.data() + i * kPage)) m.page_indices.push_back(i);
         return m;
     }
-    // Room for every page up front: address space only until written, and no regrowth that copies the
-    // pages kept so far (a 1 GiB block would otherwise be copied about twice more).
-    m.pages.reserve(block.size());
-    for (uint64_t i = 0; i < block.size() / kPage; ++i) {
-        auto page = block.subspan(i * kPage, kPage);
-        if (page_is_zero(page.data())) continue;
-        m.page_indices.push_back(i);
-        auto* p = reinterpret_cast<const uint8_t*>(page.data());
+    // Room for exactly the data pages: no regrowth that copies the pages kept so far.
+    m.pages.reserve(m.page_indices.size() * kPage);
+    for (uint64_t i : m.page_indices) {
+        auto* p = reinterpret_cast<const uint8_t*>(block.data() + i * kPage);
         m.pages.insert(m.pages.end(), p, p + kPage);
     }
     return m;

@@ -7,10 +7,9 @@
 #include <unistd.h>
 
 #include <climits>
-#include <functional>
-#include <memory>
 
 #include "memory/fd.h"
+#include "memory/host_mapping.h"
 #include "vmm/snapshot/snapshot.h"
 
 namespace kite {
@@ -85,11 +84,13 @@ Result<SnapshotData> read_snapshot(const std::string& path) {
     // costs more than reading it, far more under a hypervisor such as PVM. Read, not mapped: a file
     // truncated meanwhile must be an error, not SIGBUS.
     auto size = static_cast<size_t>(st.st_size);
-    void* buffer = size == 0 ? nullptr
-                             : ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (buffer == MAP_FAILED) return std::unexpected(errno_error("cannot allocate memory to read snapshot " + path));
-    std::unique_ptr<void, std::function<void(void*)>> unmap(buffer, [size](void* b) { ::munmap(b, size); });
-    auto* bytes = static_cast<uint8_t*>(buffer);
+    HostMapping buffer;
+    if (size != 0) {
+        void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+        if (p == MAP_FAILED) return std::unexpected(errno_error("cannot allocate memory to read snapshot " + path));
+        buffer = HostMapping(p, size);
+    }
+    auto* bytes = reinterpret_cast<uint8_t*>(buffer.data());
     size_t done = 0;
     while (done < size) {
         ssize_t n = ::read(fd.get(), bytes + done, size - done);
