@@ -23,8 +23,6 @@ E2E_CMDLINE_BASE="console=ttyS0 quiet panic=-1"
 
 PARTS=" ${BENCH_PARTS:-1 2 3} "
 WHERE=${BENCH_WHERE:+ ($BENCH_WHERE)}
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }'; }
 
 # time_to_line VMM PATTERN ARGS... : seconds from process start until an output line contains PATTERN
 # (prints "nan" if it never does); the VMM is killed once the line is seen or it exits.

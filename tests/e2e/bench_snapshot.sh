@@ -17,10 +17,6 @@ COMMON=(--kernel "$ASSETS/vmlinuz" --initrd "$ASSETS/initrd.gz" --memory "$MEMOR
 KITE=${KITE:-kite}
 work=$(mktemp -d)
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-gibps() { awk -v b="$1" -v ms="$2" 'BEGIN { if (ms > 0) printf "%.3f", b / 1073741824 / (ms / 1000); else print "nan" }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }'; }
-json_num() { grep -o "\"$2\":[0-9.e+-]*" <<<"$1" | head -n1 | cut -d: -f2; }
 wait_line() { # LOG REGEX PID SECONDS
   local i
   for ((i = 0; i < $4 * 4; i++)); do
@@ -50,9 +46,7 @@ for ((run = 1; run <= RUNS; run++)); do
     wait_line "$rlog" "^KITE-COUNTER=$((n + 1))" "$pid" 600 && ok=$((ok + 1)) || bad=$((bad + 1))
     "$KITE" shutdown --api-socket "$sock" >/dev/null
     wait "$pid"
-    line=$(grep -a 'restored ' "$rlog")
-    read_ms=$(grep -o -E 'read and checked in [0-9.]+' <<<"$line" | awk '{print $NF}')
-    apply_ms=$(grep -o -E 'applied in [0-9.]+' <<<"$line" | awk '{print $NF}')
+    read -r read_ms apply_ms <<<"$(restore_times "$rlog")"
     mem=$(json_num "$reply" memory_bytes)
     cap=$(json_num "$reply" capture_ms) wr=$(json_num "$reply" write_ms) pause=$(json_num "$reply" pause_ms)
     echo "## run $run $via: snapshot $reply; restore read ${read_ms} ms, apply ${apply_ms} ms; counted on from $n"

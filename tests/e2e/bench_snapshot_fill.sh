@@ -10,6 +10,7 @@
 #              BENCH_SNAP_DIR (where the snapshot file goes; default a new directory under $TMPDIR or /tmp),
 #              BENCH_WHERE (a label for the output).
 set -uo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 RUNS=${BENCH_RUNS:-3}
 MEMORY=${BENCH_MEMORY:-1G}
@@ -20,9 +21,6 @@ pid=""
 trap '[[ -z $pid ]] || kill -9 "$pid" 2>/dev/null; rm -rf "$work" "$dir/bench.snap" "$dir/bench.snap.tmp"' EXIT
 head -c "$((DATA << 20))" /dev/urandom > "$work/data.bin"
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-gibps() { awk -v b="$1" -v ms="$2" 'BEGIN { if (ms > 0) printf "%.3f", b / 1073741824 / (ms / 1000); else print "nan" }'; }
-json_num() { grep -o "\"$2\":[0-9.e+-]*" <<<"$1" | head -n1 | cut -d: -f2; }
 
 save="" capture="" stop_save="" restore="" pause="" ok=0
 for ((run = 1; run <= RUNS; run++)); do
@@ -42,9 +40,7 @@ for ((run = 1; run <= RUNS; run++)); do
   (sleep 1; printf v) | timeout 300 "$KITE" run --kernel "$FILL_ELF" --memory "$MEMORY" --serial stdio \
     --restore "$snap" --log-level info >"$work/b.log" 2>&1
   rc=$?
-  line=$(grep -a 'restored ' "$work/b.log")
-  read_ms=$(grep -o -E 'read and checked in [0-9.]+' <<<"$line" | awk '{print $NF}')
-  apply_ms=$(grep -o -E 'applied in [0-9.]+' <<<"$line" | awk '{print $NF}')
+  read -r read_ms apply_ms <<<"$(restore_times "$work/b.log")"
   mem=$(json_num "$reply" memory_bytes) cap=$(json_num "$reply" capture_ms) wr=$(json_num "$reply" write_ms)
   echo "## run $run: snapshot $reply; then stop $stop_reply; restore read ${read_ms:-?} ms, apply ${apply_ms:-?} ms;" \
        "restored guest exit $rc"

@@ -21,8 +21,6 @@ RAND_SECONDS=${BENCH_RAND_SECONDS:-5}
 TAP=kitetap1 HOST_IP=10.0.3.1 GUEST_IP=10.0.3.15
 work=$(mktemp -d)
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }'; }
 # field LOG KIND KEY : KEY's value on LOG's last "KITE-BENCH KIND ..." line
 field() { grep -a -o "KITE-BENCH $2 .*" "$1" | tail -n1 | tr ' ' '\n' | sed -n "s/^$3=//p"; }
 mbps() { awk -v b="$1" -v s="$2" 'BEGIN { if (b > 0 && s > 0) printf "%.1f", b / 1e6 / s; else print "nan" }'; }

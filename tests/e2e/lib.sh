@@ -218,6 +218,20 @@ strip_cr() { if command -v stdbuf >/dev/null; then stdbuf -oL tr -d '\r'; else t
 
 elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
 
+# Benchmark arithmetic: median of the numbers on stdin; ratio A B; gibps BYTES MS (GiB/s); json_num JSON KEY
+# (a number field of a one-line JSON reply); restore_times LOG (the "read" and "apply" milliseconds of
+# kite's "restored ..." log line).
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }'; }
+gibps() { awk -v b="$1" -v ms="$2" 'BEGIN { if (ms > 0) printf "%.3f", b / 1073741824 / (ms / 1000); else print "nan" }'; }
+json_num() { grep -o "\"$2\":[0-9.e+-]*" <<<"$1" | head -n1 | cut -d: -f2; }
+restore_times() {
+  local line
+  line=$(grep -a 'restored ' "$1")
+  echo "$(grep -o -E 'read and checked in [0-9.]+' <<<"$line" | awk '{print $NF}')" \
+       "$(grep -o -E 'applied in [0-9.]+' <<<"$line" | awk '{print $NF}')"
+}
+
 # log_value LOG KEY : the value of the last "KEY=value" line in LOG.
 log_value() { grep -a -o "^$2=[^ ]*" "$1" | tail -n1 | cut -d= -f2-; }
 # log_has LOG FIXED-STRING
