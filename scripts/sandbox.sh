@@ -29,6 +29,7 @@
 #   SANDBOX_PASS_ENV         names of more variables to pass to the scenario
 #   SANDBOX_QEMU_ARGS        more outer QEMU arguments, e.g. "-monitor unix:/tmp/mon.sock,server,nowait"
 #                            to read the outer vCPUs' registers (`info registers -a`) when a run hangs
+#   SANDBOX_KERNEL_ARGS      more words for the outer kernel's command line (e.g. idle=poll)
 set -euo pipefail
 # The body is one brace group: bash parses it whole before running it, so editing this file while it
 # runs cannot break a run in progress.
@@ -234,7 +235,7 @@ cat "$BASE" "$run/run.cpio.gz" > "$run/initrd"
 
 QEMU_ARGS=(-M q35 -cpu EPYC -m "${SANDBOX_MEM:-4096}" -smp "${SANDBOX_SMP:-2}" -nodefaults -no-user-config
            -nographic -no-reboot -kernel "$ASSETS_HOST/sandbox/vmlinuz" -initrd "$run/initrd"
-           -append "console=ttyS0 quiet panic=-1 mitigations=off")
+           -append "console=ttyS0 quiet panic=-1 mitigations=off ${SANDBOX_KERNEL_ARGS-}")
 
 if [[ ${SANDBOX_INTERACTIVE:-0} == 1 ]]; then
   log "nested KVM sandbox (interactive; Ctrl-A x quits the outer VM)"

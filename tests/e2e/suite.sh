@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# suite.sh: everything scripts/test.sh runs in one sandbox boot (one outer boot saves ~15-30 s each).
+# suite.sh: the guest tests and Linux e2e scenarios, inside one sandbox boot (scripts/test.sh boots one per group).
 #
 # Convention (scripts/test.sh ships all of it; nothing to register):
 #   - Scenarios: tests/e2e/linux_boot.sh and every tests/e2e/e2e_*.sh, run here in name order with
@@ -19,6 +19,9 @@
 #     ASan kite, if shipped (results `PASS guest/NAME`).
 #   - Each scenario or program gets E2E_SCENARIO_TIMEOUT seconds (default 600); what it leaves running
 #     is killed afterwards (it runs in its own session).
+#   - E2E_SUITE_PARTS picks parts (default: all): "guest" (the freestanding guests), "programs" (the
+#     guest_*_test programs) and scenario names such as "linux_boot e2e_vhost". scripts/test.sh gives each
+#     group of parts its own sandbox boot.
 # Ends with `SUITE-SUMMARY ...`; the status is non-zero on any failure.
 set -uo pipefail
 status=0
@@ -67,8 +70,11 @@ run_part() {
   status=1
 }
 
+# selected PART: E2E_SUITE_PARTS is unset or names PART.
+selected() { [[ -z ${E2E_SUITE_PARTS-} || " $E2E_SUITE_PARTS " == *" $1 "* ]]; }
+
 parts=0
-if [[ -f ./run_guest_tests.sh ]]; then
+if [[ -f ./run_guest_tests.sh ]] && selected guest; then
   run_part guest guest bash ./run_guest_tests.sh "$KITE_ASAN" ./guest-images
   parts=$((parts + 1))
 fi
@@ -77,6 +83,7 @@ IFS=: read -r -a path_dirs <<< "$PATH"
 mapfile -t programs < <(for d in "${path_dirs[@]}"; do
                           for p in "$d"/guest_*_test; do [[ -x $p ]] && basename "$p"; done
                         done | sort -u)
+selected programs || programs=()
 for p in "${programs[@]}"; do
   run_part "$p" program "$p"
   parts=$((parts + 1))
@@ -86,6 +93,7 @@ echo "## linux e2e (E2E_VMM=${E2E_VMM:-kite})"
 for s in ./linux_boot.sh ./e2e_*.sh; do
   [[ -f $s ]] || continue
   name=$(basename "$s" .sh)
+  selected "$name" || continue
   run_part "$name" e2e bash "$s"
   parts=$((parts + 1))
 done
