@@ -33,6 +33,13 @@ bool reserve_fixed(std::byte* at, uint64_t len) {
     return ::mmap(at, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) != MAP_FAILED;
 }
 
+// Replaces [at, at + len) with private zero-filled memory, atomically (a KVM memslot over the range sees
+// the old pages or the new ones, never a gap).
+bool zero_fixed(std::byte* at, uint64_t len) {
+    return ::mmap(at, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) !=
+           MAP_FAILED;
+}
+
 }  // namespace
 
 Result<ShmWindow> ShmWindow::reserve(uint64_t size, size_t max_mappings) {
@@ -60,6 +67,7 @@ ShmWindow::ShmWindow(ShmWindow&& other) noexcept
     : reservation_(std::move(other.reservation_)),
       mappings_(std::exchange(other.mappings_, {})),
       max_mappings_(other.max_mappings_),
+      used_(std::exchange(other.used_, false)),
       observer_(std::exchange(other.observer_, nullptr)) {}
 
 ShmWindow& ShmWindow::operator=(ShmWindow&& other) noexcept {
@@ -68,6 +76,7 @@ ShmWindow& ShmWindow::operator=(ShmWindow&& other) noexcept {
         reservation_ = std::move(other.reservation_);
         mappings_ = std::exchange(other.mappings_, {});
         max_mappings_ = other.max_mappings_;
+        used_ = std::exchange(other.used_, false);
         observer_ = std::exchange(other.observer_, nullptr);
     }
     return *this;
@@ -114,15 +123,18 @@ Result<void> ShmWindow::map(uint64_t shm_offset, int fd, uint64_t fd_offset, uin
 
     std::byte* at = host_base() + shm_offset;
     int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+    notify(Mapping{shm_offset, len, at, writable}, Change::kMapping);
     if (::mmap(at, len, prot, MAP_SHARED | MAP_FIXED, fd, static_cast<off_t>(fd_offset)) == MAP_FAILED) {
         Error error = errno_error(request + " failed: mmap of fd offset " + hex_text(fd_offset));
-        // A failed MAP_FIXED may already have removed the reservation underneath; put it back so no
-        // unrelated mapping can land in the window.
-        reserve_fixed(at, len);
+        // A failed MAP_FIXED may already have removed what was underneath; fill the range again so no
+        // unrelated mapping can land in the window and a guest view kept over it still finds memory.
+        zero_fixed(at, len);
+        used_ = true;
         return std::unexpected(std::move(error));
     }
+    used_ = true;
     auto inserted = mappings_.insert(next, Mapping{shm_offset, len, at, writable});
-    notify(*inserted, true);
+    notify(*inserted, Change::kMapped);
     return {};
 }
 
@@ -140,10 +152,10 @@ Result<void> ShmWindow::unmap(uint64_t shm_offset, uint64_t len) {
                     ", not exactly this range");
 
     Mapping gone = *it;
-    notify(gone, false);
-    if (!reserve_fixed(gone.host, gone.len)) {
-        Error error = errno_error(request + " failed: cannot reserve the range again");
-        notify(gone, true);  // the file is still mapped there: keep the books and the observer honest
+    notify(gone, Change::kUnmapped);
+    if (!zero_fixed(gone.host, gone.len)) {
+        Error error = errno_error(request + " failed: cannot replace the range");
+        notify(gone, Change::kMapped);  // the file is still mapped there: keep the books and the observer honest
         return std::unexpected(std::move(error));
     }
     mappings_.erase(it);
@@ -151,13 +163,14 @@ Result<void> ShmWindow::unmap(uint64_t shm_offset, uint64_t len) {
 }
 
 void ShmWindow::clear() {
-    if (mappings_.empty()) return;
-    for (const Mapping& m : mappings_) notify(m, false);
+    if (!used_) return;
+    notify(Mapping{0, size(), host_base(), false}, Change::kReleased);
     // One mapping over the whole window: no VMA splitting, so this does not run into map-count limits.
     // If it fails anyway, the files stay mapped but no longer guest-visible, and the reservation
     // (released by ~HostMapping) still covers them.
     reserve_fixed(host_base(), size());
     mappings_.clear();
+    used_ = false;
 }
 
 }  // namespace kite

@@ -1,13 +1,14 @@
 // ShmWindow: the host side of one VIRTIO shared memory region. The whole window is reserved in the
 // VMM's address space up front (PROT_NONE, no memory behind it) so no unrelated mmap can land inside;
 // a vhost-user back-end then maps pieces of its own fds into it (SHMEM_MAP) and takes them out again
-// (SHMEM_UNMAP), which puts the range back to the PROT_NONE reservation.
+// (SHMEM_UNMAP), which replaces the range with private zero-filled memory: the back-end's file is gone
+// from it, and a guest view of the range the VMM keeps for the next mapping there sees zeroes, never a
+// fault. clear() and destruction put the whole window back to the PROT_NONE reservation.
 //
 // Every map/unmap request is validated here (see docs/VHOST_USER.md "Rules a front-end must enforce"):
 // the parameters come from the back-end and are hostile. A refused request changes nothing.
 //
-// The VMM makes mappings guest-visible with one KVM memslot per mapping, driven by the observer; holes
-// in the window have no memslot.
+// The VMM makes mappings guest-visible with KVM memslots, driven by the observer (vmm/shm_memslots.h).
 #pragma once
 
 #include <cstddef>
@@ -28,10 +29,17 @@ public:
         std::byte* host;  // host_base() + offset
         bool writable;
     };
-    // Called with added=true after a mapping is in place, and with added=false before it goes (unmap,
-    // clear, destruction), so a memslot never points at host memory that is being replaced. It must not
-    // call back into this window.
-    using Observer = std::function<void(const Mapping&, bool added)>;
+    enum class Change {
+        kMapping,   // the mapping is about to replace what the range holds (before mmap)
+        kMapped,    // the mapping is in place
+        kUnmapped,  // the mapping is about to be replaced by private zero-filled memory (unmap)
+        kReleased,  // [offset, offset + len) is about to become inaccessible (clear, destruction): the
+                    // observer must drop every guest view of it
+    };
+    // Told of every change, so no guest view ever points at host memory that is inaccessible. kReleased
+    // covers the whole window and comes once per clear() after anything was mapped. It must not call back
+    // into this window.
+    using Observer = std::function<void(const Mapping&, Change)>;
 
     // Every mapping costs the VMM a VMA or two and the VM a KVM memslot (KVM allows ~32k per VM), so a
     // back-end may not create mappings without bound.
@@ -52,11 +60,12 @@ public:
     // MAP_SHARED, read-only unless writable. fd is borrowed: the mapping keeps the file alive, the caller
     // still closes fd. Refused: fd < 0, len 0, any of shm_offset/fd_offset/len not page aligned,
     // shm_offset + len or fd_offset + len overflowing, the range beyond the window, overlap with an
-    // existing mapping, too many mappings, or mmap failing (the range is then reserved again).
+    // existing mapping, too many mappings, or mmap failing (the range then holds zero-filled memory).
     Result<void> map(uint64_t shm_offset, int fd, uint64_t fd_offset, uint64_t len, bool writable);
-    // Removes the mapping that is exactly [shm_offset, shm_offset + len) and reserves the range again.
+    // Removes the mapping that is exactly [shm_offset, shm_offset + len); the range then holds private
+    // zero-filled memory.
     Result<void> unmap(uint64_t shm_offset, uint64_t len);
-    // Removes every mapping (device reset, back-end disconnect).
+    // Removes every mapping and reserves the whole window again (device reset, back-end disconnect).
     void clear();
 
     // Sorted by offset, never overlapping.
@@ -70,13 +79,14 @@ private:
         : reservation_(std::move(reservation)), max_mappings_(max_mappings) {}
     // Shared checks of map and unmap: page alignment, overflow, inside the window.
     Result<void> check_range(const char* what, uint64_t shm_offset, uint64_t len) const;
-    void notify(const Mapping& mapping, bool added) {
-        if (observer_) observer_(mapping, added);
+    void notify(const Mapping& mapping, Change change) {
+        if (observer_) observer_(mapping, change);
     }
 
     HostMapping reservation_;
     std::vector<Mapping> mappings_;
     size_t max_mappings_ = 0;
+    bool used_ = false;  // something was mapped since the last clear(): parts may hold zero-filled memory
     Observer observer_;
 };
 

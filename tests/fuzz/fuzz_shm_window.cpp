@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -104,13 +105,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // What the observer was told is mapped (offset -> len). Declared before the window: the window's
     // destructor tells the observer about the mappings it removes.
     std::map<uint64_t, uint64_t> observed;
+    std::set<uint64_t> held;  // pages that held a mapping since the last clear
     auto window = ShmWindow::reserve(kWindowPages * kPage);
     check(window.has_value(), "reserve");
-    window->set_observer([&](const ShmWindow::Mapping& m, bool added) {
-        if (added) {
-            check(observed.emplace(m.offset, m.len).second, "observer told of a mapping twice");
-        } else {
-            check(observed.erase(m.offset) == 1, "observer told of removing an unknown mapping");
+    window->set_observer([&](const ShmWindow::Mapping& m, ShmWindow::Change change) {
+        switch (change) {
+            case ShmWindow::Change::kMapping:
+                for (const auto& [off, len] : observed)
+                    check(m.offset + m.len <= off || off + len <= m.offset, "observer told of an overlapping mapping");
+                break;
+            case ShmWindow::Change::kMapped:
+                check(observed.emplace(m.offset, m.len).second, "observer told of a mapping twice");
+                break;
+            case ShmWindow::Change::kUnmapped:
+                check(observed.erase(m.offset) == 1, "observer told of removing an unknown mapping");
+                break;
+            case ShmWindow::Change::kReleased:
+                check(m.offset == 0 && m.len == kWindowPages * kPage, "release is not the whole window");
+                observed.clear();
+                break;
         }
     });
 
@@ -122,7 +135,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             bool expected = model_accepts_map(model, off, fd_off, len);
             bool ok = window->map(off, fd, fd_off, len, writable).has_value();
             check(ok == expected, "map result differs from the model");
-            if (ok) model.emplace(off, Shadow{len, fd_off, writable});
+            if (ok) {
+                model.emplace(off, Shadow{len, fd_off, writable});
+                for (uint64_t p = off / kPage; p < (off + len) / kPage; ++p) held.insert(p);
+            }
         } else if (op < 9) {
             uint64_t off = pick(in), len = pick(in);
             auto it = model.find(off);
@@ -133,6 +149,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         } else {
             window->clear();
             model.clear();
+            held.clear();
         }
 
         const auto& mappings = window->mappings();
@@ -153,7 +170,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
     auto perms = page_perms(window->host_base());
     for (uint64_t page = 0; page < kWindowPages; ++page) {
-        std::string want = "---p";
+        // Never mapped since the last clear: reserved. Mapped once and unmapped: zero-filled memory.
+        std::string want = held.count(page) ? "rw-p" : "---p";
         for (const auto& [o, s] : model)
             if (page * kPage >= o && page * kPage < o + s.len) want = s.writable ? "rw-s" : "r--s";
         check(perms[page] == want, "page protection differs from the books");

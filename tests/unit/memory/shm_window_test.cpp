@@ -45,12 +45,16 @@ std::string unmap_error(ShmWindow& window, uint64_t shm_offset, uint64_t len) {
     return result.error().message;
 }
 
+using Change = ShmWindow::Change;
 struct Event {
     uint64_t offset;
     uint64_t len;
-    bool added;
+    Change change;
     bool operator==(const Event&) const = default;
 };
+auto recorder(std::vector<Event>& events) {
+    return [&events](const ShmWindow::Mapping& m, Change change) { events.push_back({m.offset, m.len, change}); };
+}
 
 }  // namespace
 
@@ -112,16 +116,21 @@ TEST_CASE("a mapping stays readable after the caller closes its fd") {
     CHECK(text_at(window->host_base(), 5) == "page2");
 }
 
-TEST_CASE("unmap puts the range back to an inaccessible anonymous reservation") {
+TEST_CASE("unmap replaces the range with private zero-filled memory, not the file") {
     auto window = ShmWindow::reserve(MiB);
     REQUIRE(window.has_value());
     UniqueFd fd = make_memfd(64 * KiB);
     REQUIRE(window->map(16 * KiB, fd.get(), 0, 8 * KiB, true).has_value());
     REQUIRE(window->unmap(16 * KiB, 8 * KiB).has_value());
-    CHECK(test::mapping_perms(window->host_base() + 16 * KiB) == "---p");
-    CHECK(test::mapping_perms(window->host_base() + 20 * KiB) == "---p");
+    CHECK(test::mapping_perms(window->host_base() + 16 * KiB) == "rw-p");
+    CHECK(test::mapping_perms(window->host_base() + 20 * KiB) == "rw-p");
     CHECK(test::mapping_path(window->host_base() + 16 * KiB) == "");
+    CHECK(text_at(window->host_base() + 16 * KiB, 5) == std::string(5, '\0'));
+    CHECK(test::mapping_perms(window->host_base() + 24 * KiB) == "---p");  // never mapped: still reserved
     CHECK(window->mappings().empty());
+    // The zero-filled range takes a new mapping like a reserved one.
+    REQUIRE(window->map(16 * KiB, fd.get(), 4 * KiB, 4 * KiB, false).has_value());
+    CHECK(text_at(window->host_base() + 16 * KiB, 5) == "page1");
 }
 
 TEST_CASE("mappings are kept sorted by offset with their host addresses") {
@@ -219,7 +228,7 @@ TEST_CASE("map refuses a mapping beyond the window's mapping limit") {
     CHECK(window->map(16 * KiB, fd.get(), 0, 4 * KiB, true).has_value());
 }
 
-TEST_CASE("a failed mmap leaves the range reserved") {
+TEST_CASE("a failed mmap leaves zero-filled memory in the range, and no mapping") {
     auto window = ShmWindow::reserve(MiB);
     REQUIRE(window.has_value());
     int pipe_fds[2];
@@ -228,8 +237,9 @@ TEST_CASE("a failed mmap leaves the range reserved") {
     auto result = window->map(0, read_end.get(), 0, 8 * KiB, false);
     REQUIRE_FALSE(result.has_value());
     CHECK(result.error().message.starts_with("shared-memory map [0, +0x2000) failed: mmap of fd offset 0: "));
-    CHECK(test::mapping_perms(window->host_base()) == "---p");
-    CHECK(test::mapping_perms(window->host_base() + 4 * KiB) == "---p");
+    CHECK(test::mapping_perms(window->host_base()) == "rw-p");
+    CHECK(test::mapping_perms(window->host_base() + 4 * KiB) == "rw-p");
+    CHECK(test::mapping_perms(window->host_base() + 8 * KiB) == "---p");
     CHECK(window->mappings().empty());
 }
 
@@ -243,7 +253,7 @@ TEST_CASE("a writable mapping of a read-only fd is refused by mmap") {
     auto result = window->map(0, read_only.get(), 0, 4 * KiB, true);
     REQUIRE_FALSE(result.has_value());
     CHECK(result.error().code == EACCES);
-    CHECK(test::mapping_perms(window->host_base()) == "---p");
+    CHECK(test::mapping_perms(window->host_base()) == "rw-p");  // zero-filled, like any failed map
     CHECK(window->map(0, read_only.get(), 0, 4 * KiB, false).has_value());
 }
 
@@ -277,46 +287,66 @@ TEST_CASE("unmap refuses a range that is not exactly one existing mapping") {
     CHECK(test::mapping_perms(window->host_base()) == "rw-s");
 }
 
-TEST_CASE("the observer sees each mapping added and removed") {
+TEST_CASE("the observer is told before and after a mapping goes in, and before it goes") {
     std::vector<Event> events;
     auto window = ShmWindow::reserve(MiB);
     REQUIRE(window.has_value());
     UniqueFd fd = make_memfd(64 * KiB);
-    window->set_observer([&](const ShmWindow::Mapping& m, bool added) { events.push_back({m.offset, m.len, added}); });
+    window->set_observer(recorder(events));
     REQUIRE(window->map(0, fd.get(), 0, 8 * KiB, true).has_value());
-    REQUIRE_FALSE(window->map(4 * KiB, fd.get(), 0, 8 * KiB, true).has_value());
+    REQUIRE_FALSE(window->map(4 * KiB, fd.get(), 0, 8 * KiB, true).has_value());  // refused: nothing told
     REQUIRE(window->unmap(0, 8 * KiB).has_value());
-    CHECK(events == std::vector<Event>{{0, 8 * KiB, true}, {0, 8 * KiB, false}});
+    CHECK(events == std::vector<Event>{
+                        {0, 8 * KiB, Change::kMapping}, {0, 8 * KiB, Change::kMapped}, {0, 8 * KiB, Change::kUnmapped}});
 }
 
-TEST_CASE("the observer sees the mapping in place when told of its addition and of its removal") {
+TEST_CASE("the observer sees what the range holds at each change") {
     std::vector<std::string> seen;
     auto window = ShmWindow::reserve(MiB);
     REQUIRE(window.has_value());
     UniqueFd fd = make_memfd(64 * KiB);
-    window->set_observer([&](const ShmWindow::Mapping& m, bool) { seen.push_back(test::mapping_perms(m.host)); });
+    window->set_observer([&](const ShmWindow::Mapping& m, Change) { seen.push_back(test::mapping_perms(m.host)); });
     REQUIRE(window->map(0, fd.get(), 0, 8 * KiB, true).has_value());
     REQUIRE(window->unmap(0, 8 * KiB).has_value());
-    CHECK(seen == std::vector<std::string>{"rw-s", "rw-s"});
+    REQUIRE(window->map(0, fd.get(), 0, 8 * KiB, false).has_value());
+    CHECK(seen == std::vector<std::string>{"---p", "rw-s", "rw-s", "rw-p", "r--s"});
 }
 
-TEST_CASE("clear removes every mapping, tells the observer and reserves the window again") {
+TEST_CASE("clear removes every mapping, releases the whole window to the observer and reserves it again") {
     std::vector<Event> events;  // declared first: the observer must outlive the window
     auto window = ShmWindow::reserve(MiB);
     REQUIRE(window.has_value());
     UniqueFd fd = make_memfd(64 * KiB);
     REQUIRE(window->map(0, fd.get(), 0, 8 * KiB, true).has_value());
     REQUIRE(window->map(64 * KiB, fd.get(), 0, 4 * KiB, false).has_value());
-    window->set_observer([&](const ShmWindow::Mapping& m, bool added) { events.push_back({m.offset, m.len, added}); });
+    REQUIRE(window->map(128 * KiB, fd.get(), 0, 4 * KiB, false).has_value());
+    REQUIRE(window->unmap(128 * KiB, 4 * KiB).has_value());
+    window->set_observer(recorder(events));
     window->clear();
-    CHECK(events == std::vector<Event>{{0, 8 * KiB, false}, {64 * KiB, 4 * KiB, false}});
+    CHECK(events == std::vector<Event>{{0, MiB, Change::kReleased}});
     CHECK(window->mappings().empty());
     CHECK(test::mapping_perms(window->host_base()) == "---p");
     CHECK(test::mapping_perms(window->host_base() + 64 * KiB) == "---p");
+    CHECK(test::mapping_perms(window->host_base() + 128 * KiB) == "---p");  // the unmapped range too
+    window->clear();  // nothing mapped since: nothing to tell
+    CHECK(events.size() == 1u);
     CHECK(window->map(0, fd.get(), 0, 64 * KiB, true).has_value());
 }
 
-TEST_CASE("destroying a window tells the observer of every mapping and releases the address space") {
+TEST_CASE("a window that only ever held an unmapped mapping is still released by clear") {
+    std::vector<Event> events;
+    auto window = ShmWindow::reserve(MiB);
+    REQUIRE(window.has_value());
+    UniqueFd fd = make_memfd(64 * KiB);
+    REQUIRE(window->map(0, fd.get(), 0, 8 * KiB, true).has_value());
+    REQUIRE(window->unmap(0, 8 * KiB).has_value());
+    window->set_observer(recorder(events));
+    window->clear();
+    CHECK(events == std::vector<Event>{{0, MiB, Change::kReleased}});
+    CHECK(test::mapping_perms(window->host_base()) == "---p");
+}
+
+TEST_CASE("destroying a window releases it to the observer and gives back the address space") {
     std::vector<Event> events;
     std::byte* base = nullptr;
     {
@@ -325,9 +355,9 @@ TEST_CASE("destroying a window tells the observer of every mapping and releases 
         base = window->host_base();
         UniqueFd fd = make_memfd(64 * KiB);
         REQUIRE(window->map(4 * KiB, fd.get(), 0, 4 * KiB, true).has_value());
-        window->set_observer([&](const ShmWindow::Mapping& m, bool added) { events.push_back({m.offset, m.len, added}); });
+        window->set_observer(recorder(events));
     }
-    CHECK(events == std::vector<Event>{{4 * KiB, 4 * KiB, false}});
+    CHECK(events == std::vector<Event>{{0, MiB, Change::kReleased}});
     CHECK(test::mapping_perms(base) == "");
 }
 
