@@ -4,9 +4,9 @@
 // into region 0 with SHMEM_MAP and unmaps it with SHMEM_UNMAP:
 //   - automatically once the front-end sets DRIVER_OK (--auto-map),
 //   - on SIGUSR1 (toggles map/unmap),
-//   - on stdin lines "map", "unmap", "bench N", "quit".
-// "bench N" (or --bench N after the automatic map) times N SHMEM_MAP + SHMEM_UNMAP round trips and prints
-// the medians in microseconds.
+//   - on stdin lines "map", "unmap", "bench N", "bench N vary", "quit".
+// "bench N" (or --bench N after the automatic map) times N SHMEM_MAP + SHMEM_UNMAP round trips of one page
+// at one place and prints the medians in microseconds; "bench N vary" alternates one and two pages.
 //
 //   shmem-backend --socket-path /tmp/shm.sock --auto-map --bench 200
 #include <poll.h>
@@ -94,13 +94,15 @@ public:
 
     void toggle() { mapped_ ? unmap() : map(); }
 
-    // Times `rounds` map + unmap pairs one page above the demo mapping's range (so it never overlaps it).
-    void bench(unsigned rounds) {
+    // Times `rounds` map + unmap pairs just above the demo mapping's range (so they never overlap it).
+    // Steady: one page at the same place each round, as a DAX window remaps its chunks. vary: the length
+    // alternates between one and two pages, so no round can reuse what the front-end kept of the last one.
+    void bench(unsigned rounds, bool vary) {
         uint64_t offset = options_.map_offset + options_.map_len;
-        uint64_t len = 4096;
         std::vector<double> maps, unmaps, trips;
         using Clock = std::chrono::steady_clock;
         for (unsigned i = 0; i < rounds; ++i) {
+            uint64_t len = vary && i % 2 ? 8192 : 4096;
             auto t0 = Clock::now();
             auto mapped = backend_.shmem_map(0, memfd_.get(), 0, offset, len, 0);
             auto t1 = Clock::now();
@@ -115,8 +117,8 @@ public:
             unmaps.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
             trips.push_back(std::chrono::duration<double, std::micro>(t2 - t0).count());
         }
-        std::printf("shmem-backend: bench rounds=%u median_map_us=%.1f median_unmap_us=%.1f median_map_unmap_us=%.1f\n",
-                    rounds, median_us(maps), median_us(unmaps), median_us(trips));
+        std::printf("shmem-backend: bench%s rounds=%u median_map_us=%.1f median_unmap_us=%.1f median_map_unmap_us=%.1f\n",
+                    vary ? "-vary" : "", rounds, median_us(maps), median_us(unmaps), median_us(trips));
         std::fflush(stdout);
     }
 
@@ -124,9 +126,11 @@ public:
     bool command(const std::string& line) {
         if (line == "map") map();
         else if (line == "unmap") unmap();
-        else if (line.rfind("bench", 0) == 0) bench(static_cast<unsigned>(std::max(1L, std::strtol(line.c_str() + 5, nullptr, 10))));
+        else if (line.rfind("bench", 0) == 0)
+            bench(static_cast<unsigned>(std::max(1L, std::strtol(line.c_str() + 5, nullptr, 10))),
+                  line.find(" vary") != std::string::npos);
         else if (line == "quit") return false;
-        else std::fprintf(stderr, "shmem-backend: commands: map, unmap, bench N, quit\n");
+        else std::fprintf(stderr, "shmem-backend: commands: map, unmap, bench N [vary], quit\n");
         return true;
     }
 
@@ -183,7 +187,7 @@ int run(const Options& options) {
             // Mapped after the reply to SET_STATUS went out, so the front-end is not mid-request.
             if (options.auto_map && driver_ok && !auto_done) {
                 auto_done = true;
-                if (options.bench) demo.bench(options.bench);
+                if (options.bench) demo.bench(options.bench, false);
                 demo.map();
             }
         }
@@ -217,8 +221,10 @@ int main(int argc, char** argv) {
     app.add_option("--bench", options.bench, "with --auto-map: time N map+unmap round trips first");
     app.add_flag("--trace", options.trace, "print every vhost-user message on stderr");
     CLI11_PARSE(app, argc, argv);
-    if (options.map_offset + options.map_len + 4096 > options.shm_size || options.map_len == 0) {
-        std::fprintf(stderr, "shmem-backend: the mapping (and the bench page after it) must fit the region\n");
+    if (options.map_offset + options.map_len + 8192 > options.shm_size || options.map_len == 0 ||
+        options.map_len < 8192) {
+        std::fprintf(stderr, "shmem-backend: the mapping (at least 8 KiB) and the two bench pages after it must "
+                             "fit the region\n");
         return 2;
     }
     return run(options);
