@@ -53,7 +53,8 @@ Error with_context(const Error& e, std::string_view context) {
 }  // namespace
 
 Result<std::unique_ptr<Vm>> VmBuilder::build() {
-    for (auto step : {&VmBuilder::create_vm, &VmBuilder::setup_memory, &VmBuilder::attach_legacy_devices,
+    for (auto step : {&VmBuilder::create_vm, &VmBuilder::setup_memory, &VmBuilder::create_irqchip,
+                      &VmBuilder::attach_legacy_devices,
                       &VmBuilder::attach_devices, &VmBuilder::write_acpi_tables, &VmBuilder::write_reset_vector,
                       &VmBuilder::load_kernel,
                       &VmBuilder::create_vcpus}) {
@@ -73,7 +74,13 @@ Result<void> VmBuilder::create_vm() {
     vm_ = std::make_unique<Vm>(std::move(*kvm), std::move(*vm));
     const VmFd& fd = vm_->vm_fd();
     if (auto r = fd.set_tss_address(kTssAddress); !r) return r;
-    if (auto r = fd.set_identity_map_address(kIdentityMapAddress); !r) return r;
+    return fd.set_identity_map_address(kIdentityMapAddress);
+}
+
+// After the RAM memslots, not before: creating the irqchip starts SRCU grace periods, and the next memslot
+// change then waits for them (6-7 ms of a ~9 ms start-up on a PVM host; 0.07 ms when it comes first).
+Result<void> VmBuilder::create_irqchip() {
+    const VmFd& fd = vm_->vm_fd();
     if (auto r = fd.create_irqchip(); !r) return r;
     return fd.create_pit2();
 }

@@ -28,6 +28,7 @@ public:
 
 private:
     Result<void> create_vm();
+    Result<void> create_irqchip();
     Result<void> setup_memory();
     Result<void> attach_legacy_devices();
     Result<void> attach_devices();  // vmm/builder_devices.cpp, as are the attach() steps
