@@ -17,6 +17,7 @@
 #include <linux/kvm.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -88,6 +89,10 @@ struct MemoryBlockState {
     PageEncoding encoding = PageEncoding::Plain;
     std::vector<uint64_t> page_indices;  // Plain: strictly increasing page numbers inside the block
     std::vector<uint8_t> pages;          // Plain: page_indices.size() * 4096 bytes, or empty when borrowed
+                                         // or packed
+    // Plain, decoded in place (read_snapshot): the listed pages back to back inside the bytes that were
+    // decoded, which SnapshotData::input keeps alive.
+    std::span<const uint8_t> packed;
     // Plain, captured without a copy: the whole block where it lives (guest RAM); the pages are read from
     // here when the snapshot is encoded, so it is valid only while the VM stays paused.
     std::span<const std::byte> borrowed;
@@ -102,7 +107,14 @@ struct SnapshotData {
     std::optional<kvm_clock_data> clock;
     std::vector<DeviceState> devices;
     std::vector<MemoryBlockState> memory;
+    // What the memory blocks' `packed` pages point into (read_snapshot's read buffer), or null.
+    std::shared_ptr<const void> input;
 };
+
+// The pages of a Plain block that are not borrowed, back to back: `pages`, or `packed` when decoded in place.
+inline std::span<const uint8_t> plain_pages(const MemoryBlockState& m) {
+    return m.pages.empty() ? m.packed : std::span<const uint8_t>(m.pages);
+}
 
 // A Plain block from host memory (`block` is the whole block), keeping only its non-zero pages: copied,
 // or with `copy` false only listed and borrowed from `block` (which must then stay unchanged until the
@@ -124,7 +136,9 @@ struct SnapshotPieces {
 Result<SnapshotPieces> encode_snapshot_pieces(const SnapshotData& data);
 // The same, as one buffer.
 Result<std::vector<uint8_t>> encode_snapshot(const SnapshotData& data);
-Result<SnapshotData> decode_snapshot(std::span<const uint8_t> bytes);
+// With copy_pages false, Plain memory pages are not copied out of `bytes` (MemoryBlockState::packed): the
+// caller keeps `bytes` alive as long as the result, e.g. through SnapshotData::input.
+Result<SnapshotData> decode_snapshot(std::span<const uint8_t> bytes, bool copy_pages = true);
 
 // Writes to `path` through a temporary file in the same directory, fsync'ed and renamed into place.
 Result<void> write_snapshot(const std::string& path, const SnapshotData& data);

@@ -109,7 +109,7 @@ Result<DeviceState> parse_device(SectionParser& p) {
     return d;
 }
 
-Result<MemoryBlockState> parse_memory(SectionParser& p) {
+Result<MemoryBlockState> parse_memory(SectionParser& p, bool copy_pages) {
     MemoryBlockState m;
     KITE_GET(offset, p.r().u64());
     KITE_GET(size, p.r().u64());
@@ -137,7 +137,8 @@ Result<MemoryBlockState> parse_memory(SectionParser& p) {
             m.page_indices.push_back(index);
         }
         KITE_GET(pages, p.r().bytes(count * kPage));
-        m.pages.assign(pages.begin(), pages.end());
+        if (copy_pages) m.pages.assign(pages.begin(), pages.end());
+        else m.packed = pages;
     } else if (encoding == static_cast<uint32_t>(PageEncoding::Sealed)) {
         m.encoding = PageEncoding::Sealed;
         if (count * sizeof(SealedRecord) > p.r().remaining()) return p.overflow();
@@ -172,7 +173,7 @@ Result<void> check_consistency(const SnapshotData& d) {
 
 }  // namespace
 
-Result<SnapshotData> decode_snapshot(std::span<const uint8_t> bytes) {
+Result<SnapshotData> decode_snapshot(std::span<const uint8_t> bytes, bool copy_pages) {
     if (bytes.size() < kSnapshotHeaderSize) return fail("snapshot truncated: shorter than its header");
     if (std::memcmp(bytes.data(), kSnapshotMagic, sizeof kSnapshotMagic) != 0)
         return fail("not a Kite snapshot (bad magic)");
@@ -248,7 +249,7 @@ Result<SnapshotData> decode_snapshot(std::span<const uint8_t> bytes) {
             break;
         }
         case SectionType::Memory: {
-            auto m = parse_memory(p);
+            auto m = parse_memory(p, copy_pages);
             if (!m) return std::unexpected(m.error());
             out.memory.push_back(std::move(*m));
             break;

@@ -101,7 +101,7 @@ SnapshotPieces memory_payload(const MemoryBlockState& m) {
         list.own(std::move(w.data()));
         list.ref(as_bytes(m.page_indices));
         if (m.borrowed.empty()) {
-            list.ref(m.pages);
+            list.ref(plain_pages(m));
         } else {
             // Straight from guest RAM, one span per run of consecutive pages.
             auto* base = reinterpret_cast<const uint8_t*>(m.borrowed.data());
@@ -132,7 +132,7 @@ Result<SnapshotPieces> encode_snapshot_pieces(const SnapshotData& data) {
         if (d.name.empty() || d.name.size() > kMaxDeviceNameSize) return fail("snapshot: bad device name");
     for (const auto& m : data.memory)
         if (m.encoding == PageEncoding::Plain &&
-            (m.borrowed.empty() ? m.pages.size() != m.page_indices.size() * kPage
+            (m.borrowed.empty() ? plain_pages(m).size() != m.page_indices.size() * kPage
                                 : m.borrowed.size() != m.size || !m.pages.empty()))
             return fail("snapshot: plain memory block pages and indices disagree");
 
@@ -250,11 +250,12 @@ MemoryBlockState plain_memory_block(uint64_t ram_offset, std::span<const std::by
 }
 
 void restore_plain_memory_block(const MemoryBlockState& state, std::span<std::byte> block) {
+    const uint8_t* pages = plain_pages(state).data();
     uint64_t next = 0;  // the first page not yet written
     for (size_t n = 0; n < state.page_indices.size(); ++n) {
         uint64_t index = state.page_indices[n];
         zero_pages(block.subspan(next * kPage, (index - next) * kPage));
-        std::memcpy(block.data() + index * kPage, state.pages.data() + n * kPage, kPage);
+        std::memcpy(block.data() + index * kPage, pages + n * kPage, kPage);
         next = index + 1;
     }
     zero_pages(block.subspan(next * kPage));

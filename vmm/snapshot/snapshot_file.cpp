@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <memory>
 
 #include "memory/fd.h"
 #include "memory/host_mapping.h"
@@ -99,8 +100,10 @@ Result<SnapshotData> read_snapshot(const std::string& path) {
         if (n == 0) break;  // the file shrank under us: decode reports it as truncated
         done += static_cast<size_t>(n);
     }
-    auto data = decode_snapshot(std::span<const uint8_t>(bytes, done));
+    // The pages stay in the read buffer (no second copy of the guest's memory); the data keeps it.
+    auto data = decode_snapshot(std::span<const uint8_t>(bytes, done), /*copy_pages=*/false);
     if (!data) return std::unexpected(Error{path + ": " + data.error().message, 0});
+    data->input = std::make_shared<HostMapping>(std::move(buffer));
     return data;
 }
 

@@ -218,6 +218,35 @@ TEST_CASE("a snapshot file written to disk reads back equal") {
     CHECK(encoded(*back) == encoded(sample()));
 }
 
+TEST_CASE("a snapshot file's pages stay in the read buffer, which the data keeps alive") {
+    auto block = four_page_block();
+    SnapshotData data = sample();  // memory[0]: a plain block of four_page_block()
+    std::string path = "/tmp/kite-snapshot-test-packed-" + std::to_string(::getpid()) + ".snap";
+    REQUIRE(write_snapshot(path, data).has_value());
+    auto back = read_snapshot(path);
+    ::unlink(path.c_str());
+    REQUIRE(back.has_value());
+    const MemoryBlockState& m = back->memory[0];
+    CHECK(m.pages.empty());
+    CHECK(m.packed.size() == 2 * kPage);
+    CHECK(back->input != nullptr);
+    SnapshotData moved = std::move(*back);  // the buffer moves with the data
+    std::vector<std::byte> out(4 * kPage, std::byte{0xee});
+    restore_plain_memory_block(moved.memory[0], out);
+    CHECK(out == block);
+    CHECK(encoded(moved) == encoded(data));  // and encodes the same as the copied pages did
+}
+
+TEST_CASE("decoding with copied pages fills pages, not packed") {
+    SnapshotData data;
+    data.memory.push_back(plain_memory_block(0, four_page_block(), 0));
+    auto back = decode_snapshot(encoded(data));
+    REQUIRE(back.has_value());
+    CHECK(back->memory[0].pages.size() == 2 * kPage);
+    CHECK(back->memory[0].packed.empty());
+    CHECK(back->input == nullptr);
+}
+
 TEST_CASE("a file written from more pieces than one writev takes holds them all, in order") {
     // 3000 pieces of 0..6 bytes (some empty): several IOV_MAX batches, batch edges inside the data.
     std::vector<std::vector<uint8_t>> buffers;
