@@ -251,10 +251,11 @@ log "nested KVM sandbox: $(basename "$SCENARIO") (log: $LOG)"
 start=$SECONDS
 : > "$LOG"
 # A wedged outer kernel never recovered in the runs seen: stop QEMU then instead of waiting for the
-# wall-clock limit. Two signs: the console reports a CPU stuck for 100 s or more, or the init's heartbeat
+# wall-clock limit. Three signs: the console reports a CPU stuck for 100 s or more, the init's heartbeat
 # (ttyS1, every 10 s) has not come for SANDBOX_STALL_SECS (default 180; the wedges seen froze time, so
-# no lockup report ever came).
+# no lockup report ever came), or no heartbeat came at all that long after QEMU started.
 stall=${SANDBOX_STALL_SECS:-180}
+started_at=$(date +%s)
 ( while sleep 10; do
     [[ -f $run/qemu.pid ]] || continue
     kill -0 "$(cat "$run/qemu.pid")" 2>/dev/null || break
@@ -263,6 +264,9 @@ stall=${SANDBOX_STALL_SECS:-180}
       why="its console reports a soft lockup"
     elif [[ -s $run/heartbeat ]] && (( $(date +%s) - $(stat -c %Y "$run/heartbeat") > stall )); then
       why="no heartbeat for more than $stall s"
+    elif [[ ! -s $run/heartbeat ]] && (( $(date +%s) - started_at > stall )); then
+      # Its init writes the first beat about 15 s after QEMU starts; once a boot hung before that.
+      why="no heartbeat $stall s after QEMU started"
     fi
     if [[ -n $why ]]; then
       log "the outer kernel wedged ($why): stopping QEMU (its console output is in $LOG)"
