@@ -12,7 +12,8 @@
 # E2E_SNAPSHOT_DISK_ENGINE is the virtio variant's disk engine: sync in the nested sandbox, else auto
 # (io_uring). Under the nested sandbox's QEMU 7.2 TCG, the io_uring run of this variant left an outer CPU
 # halted for good (interrupts pending in its LAPIC, deaf even to an NMI) or the outer kernel panicked in
-# about 1 of 3 runs; with the synchronous engine 10 of 10 runs passed. The unit tests cover io_uring
+# about 1 of 3 runs; with the synchronous engine 10 of 10 runs passed (a later boot still wedged once
+# with it, before any snapshot: rarer, not gone). The unit tests cover io_uring
 # requests in flight at a snapshot (transport_state_test), and a hardware-KVM host runs io_uring here.
 set -uo pipefail
 . ./lib.sh
