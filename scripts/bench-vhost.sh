@@ -14,6 +14,10 @@
 # Environment: BENCH_RUNS (3), BENCH_MB (64), BENCH_SHMEM_ROUNDS (200), KITE_BIN, SHMEM_BACKEND_BIN and
 # scripts/sandbox.sh's SANDBOX_* variables. Results are the "BENCH ..." lines.
 set -uo pipefail
+# median (and the rest of the e2e helpers): lib.sh is shipped next to this script into the sandbox.
+if [[ -n ${SANDBOX-} ]]; then . ./lib.sh; else . "$(dirname "${BASH_SOURCE[0]}")/../tests/e2e/lib.sh"; fi
+# map_unmap_us: the median round trip of the shmem-backend "bench" lines on stdin.
+map_unmap_us() { sed -n 's/.*median_map_unmap_us=\([0-9.]*\).*/\1/p'; }
 
 # ---- on the host: ship this script into the sandbox --------------------------------------------------
 if [[ -z ${SANDBOX-} ]]; then
@@ -30,7 +34,7 @@ if [[ -z ${SANDBOX-} ]]; then
   export BENCH_RUNS=${BENCH_RUNS:-3} BENCH_MB=${BENCH_MB:-64} BENCH_SHMEM_ROUNDS=${BENCH_SHMEM_ROUNDS:-200}
   log=${SANDBOX_LOG:-$ROOT/.cache/sandbox/bench-vhost.log}
   set +e
-  SANDBOX_LOG=$log scripts/sandbox.sh scripts/bench-vhost.sh | grep -a -E '^(BENCH|##)'
+  SANDBOX_LOG=$log scripts/sandbox.sh scripts/bench-vhost.sh tests/e2e/lib.sh | grep -a -E '^(BENCH|##)'
   status=${PIPESTATUS[0]}
   echo "(full log: $log)"
   # On a PVM host (ENVIRONMENT.md) the sandbox above is emulated by TCG, where every syscall of the round
@@ -63,8 +67,7 @@ if [[ -z ${SANDBOX-} ]]; then
     kill "$kpid" 2>/dev/null; wait "$kpid" 2>/dev/null; wait "$bpid" 2>/dev/null
     echo "## SHMEM_MAP + SHMEM_UNMAP on the host's /dev/kvm (PVM): $BENCH_RUNS x 500 round trips each"
     for kind in bench bench-vary; do
-      mid=$(grep -a "shmem-backend: $kind rounds" "$host/backend.log" | sed -n 's/.*median_map_unmap_us=\([0-9.]*\).*/\1/p' |
-              sort -g | awk '{ v[NR] = $1 } END { print NR == 0 ? "nan" : NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+      mid=$(grep -a "shmem-backend: $kind rounds" "$host/backend.log" | map_unmap_us | median)
       target=""; [[ $kind == bench ]] && target=" (target <= 50)"
       echo "BENCH shmem map+unmap host${kind#bench} median_us=$mid$target"
     done
@@ -84,7 +87,6 @@ work=$(mktemp -d)
 started=()
 trap 'for p in "${started[@]}"; do kill "$p" 2>/dev/null; done' EXIT
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.3f", a / b; else print "nan" }'; }
 value() { tr -d '\r' < "$1" | grep -a -o "^$2=[^ ]*" | tail -n1 | cut -d= -f2-; }
 wait_for() { local tries=$(($1 * 5)); shift; until "$@"; do tries=$((tries - 1)); [[ $tries -gt 0 ]] || return 1; sleep 0.2; done; }
@@ -170,9 +172,9 @@ fi
 echo quit >&"$cmd"
 exec {cmd}>&-
 line=$(grep -a 'shmem-backend: bench rounds' "$work/shm.log" | tail -n1)
-trip=$(sed -n 's/.*median_map_unmap_us=\([0-9.]*\).*/\1/p' <<<"$line")
+trip=$(map_unmap_us <<<"$line")
 vline=$(grep -a 'shmem-backend: bench-vary rounds' "$work/shm.log" | tail -n1)
-vtrip=$(sed -n 's/.*median_map_unmap_us=\([0-9.]*\).*/\1/p' <<<"$vline")
+vtrip=$(map_unmap_us <<<"$vline")
 if [[ -n $trip ]]; then
   echo "BENCH shmem map+unmap median_us=$trip (target <= 50) [${line#shmem-backend: bench }]"
   echo "BENCH shmem map+unmap, length alternating (a new memslot every map) median_us=${vtrip:-nan}" \

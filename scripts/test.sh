@@ -181,6 +181,23 @@ if wants sandbox; then
   # One sandbox boot per group of parts (tests/e2e/suite.sh's E2E_SUITE_PARTS): a fresh outer kernel for
   # each (~15 s a boot), and an outer kernel that dies costs only its own group. Each part has its own
   # limit inside (E2E_SCENARIO_TIMEOUT, 600 s).
+  # emulator_fault GROUP STATUS OUT LOG: succeeds, printing why, when a group's sandbox boot was failed by
+  # the emulator rather than by a test: the outer kernel wedged or panicked (sandbox.sh reports no
+  # SANDBOX-EXIT marker), or in the nested sandbox a failing group's Linux guest triple-faulted (they do
+  # there now and then: at CPU bring-up, mid-I/O; kite then exits 1 with the vCPU's reset registers; the
+  # freestanding guests provoke one on purpose, so not for them).
+  emulator_fault() {
+    local group=$1 rc=$2 out=$3 log=$4 why
+    if grep -a -q -E 'the outer kernel wedged|no SANDBOX-EXIT marker' "$out"; then
+      why=$(grep -a -h -o -m1 -E 'Kernel panic - not syncing: .*|the outer kernel wedged \([^)]*\)' "$log" "$out" | head -n1)
+      echo "${why:-no SANDBOX-EXIT marker}"
+    elif [[ $rc -ne 0 && $group != "guest programs" ]] && grep -a -q '^\[sandbox\] nested' "$out" &&
+         grep -a -q 'the guest triple-faulted' "$log"; then
+      echo "the guest triple-faulted"
+    else
+      return 1
+    fi
+  }
   groups=("guest programs")
   for s in tests/e2e/linux_boot.sh tests/e2e/e2e_*.sh; do [[ -f $s ]] && groups+=("$(basename "$s" .sh)"); done
   if [[ -n ${TEST_SANDBOX_GROUPS-} ]]; then  # e.g. "e2e_vhost linux_boot" while working on those
@@ -191,27 +208,18 @@ if wants sandbox; then
   for group in "${groups[@]}"; do
     tag=${group// /-}
     glog=$LOGS/sandbox-$tag.log gout=$LOGS/sandbox-$tag.out
-    # A group boots once more when the emulator failed it rather than a test: the outer kernel wedged or
-    # panicked (sandbox.sh reports no SANDBOX-EXIT marker), or in the nested sandbox a failing group's
-    # Linux guest triple-faulted (they do there now and then: at CPU bring-up, mid-I/O; kite then exits 1
-    # with the vCPU's reset registers; the freestanding guests provoke one on purpose, so not for them).
-    # The failed boot's logs are kept and the summary says so; a fault that comes back fails the group.
+    # A group the emulator failed boots once more (emulator_fault). The failed boot's logs are kept and
+    # the summary says so; a fault that comes back fails the group.
     for attempt in 1 2; do
       env "${kite_env[@]}" SANDBOX_BINS="$sandbox_bins" PATH="$ship/bin:$PATH" SANDBOX_LOG="$glog" \
         E2E_SUITE_PARTS="$group" SANDBOX_TIMEOUT="${SANDBOX_TIMEOUT:-1500}" \
         scripts/sandbox.sh tests/e2e/suite.sh "${files[@]}" > "$gout" 2>&1
       rc=$?
       [[ $attempt -eq 1 ]] || break
-      if ! grep -a -q -E 'the outer kernel wedged|no SANDBOX-EXIT marker' "$gout" &&
-         ! { [[ $rc -ne 0 && $group != "guest programs" ]] && grep -a -q '^\[sandbox\] nested' "$gout" &&
-             grep -a -q 'the guest triple-faulted' "$glog"; }; then
-        break
-      fi
-      why=$(grep -a -h -o -m1 -E 'Kernel panic - not syncing: .*|the outer kernel wedged \([^)]*\)|the guest triple-faulted' \
-              "$glog" "$gout" | head -n1)
+      why=$(emulator_fault "$group" "$rc" "$gout" "$glog") || break
       mv "$glog" "${glog%.log}-failed.log"
       mv "$gout" "${gout%.out}-failed.out"
-      results+=("NOTE sandbox boot for '$group' failed by the emulator (${why:-no SANDBOX-EXIT marker}); it ran again (see ${glog%.log}-failed.log)")
+      results+=("NOTE sandbox boot for '$group' failed by the emulator ($why); it ran again (see ${glog%.log}-failed.log)")
       echo "${results[-1]}"
     done
     results_file=${glog%.log}.results
