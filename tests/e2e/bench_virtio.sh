@@ -2,7 +2,8 @@
 # bench_virtio.sh: virtio-blk and virtio-net throughput, Kite vs QEMU microvm (virtio-blk-device,
 # virtio-net-device), a sandbox scenario run by scripts/bench-virtio.sh (files: lib.sh, virtio_bench,
 # bench-initrd.gz). Both VMMs boot the same kernel and initramfs with one raw disk and one NIC on the
-# same tap, interleaved, BENCH_RUNS times each; the guest (tests/e2e/guest/virtio_bench.sh) measures:
+# same tap, interleaved (taking turns to go first), BENCH_RUNS times each; the guest
+# (tests/e2e/guest/virtio_bench.sh) measures:
 #   blk-seq-write / blk-seq-read  dd with oflag=direct / iflag=direct, 1 MiB blocks, MB/s
 #   blk-rand-read                 4 KiB O_DIRECT reads at random offsets, one at a time, IOPS
 #   net-tcp-guest-to-host         MB/s received by ./virtio_bench tcprecv on the sandbox side of the tap
@@ -63,8 +64,8 @@ one_run() {
 
 echo "## bench: A=$A B=$B runs=$RUNS disk=${DISK_MIB} MiB net=${NET_MIB} MiB random reads ${RAND_SECONDS} s"
 for ((run = 1; run <= RUNS; run++)); do
-  one_run A "$A"
-  one_run B "$B"
+  # Turn about: neither VMM always boots first.
+  if ((run % 2)); then one_run A "$A"; one_run B "$B"; else one_run B "$B"; one_run A "$A"; fi
 done
 for metric in blk-seq-write blk-seq-read blk-rand-read net-tcp-guest-to-host; do
   unit="MB/s"; [[ $metric == blk-rand-read ]] && unit=IOPS
