@@ -18,6 +18,7 @@
 # Environment: E2E_VMM (kite|qemu, see below), FUZZ_SECONDS, JOBS (ninja -j, default 2),
 #              TEST_SKIP_SETUP=1 (do not run setup.sh), TEST_ONLY="build unit fuzz sandbox" (subset),
 #              TEST_SANDBOX_GROUPS="guest linux_boot e2e_vhost ..." (a subset of step 5's sandbox boots),
+#              TEST_SANDBOX_ATTEMPTS (default 3: how often a group boots while the emulator fails it),
 #              TEST_BUILD_PREFIX (default "build": build dirs PREFIX, PREFIX-asan, PREFIX-fuzz).
 set -uo pipefail
 # The body is one brace group: bash parses it whole before running it, so editing this file while it
@@ -183,21 +184,30 @@ if wants sandbox; then
   # limit inside (E2E_SCENARIO_TIMEOUT, 600 s).
   # emulator_fault GROUP STATUS OUT LOG: succeeds, printing why, when a group's sandbox boot was failed by
   # the emulator rather than by a test: the outer kernel wedged or panicked (sandbox.sh reports no
-  # SANDBOX-EXIT marker), or in the nested sandbox a failing group's Linux guest triple-faulted (they do
-  # there now and then: at CPU bring-up, mid-I/O; kite then exits 1 with the vCPU's reset registers; the
-  # freestanding guests provoke one on purpose, so not for them).
+  # SANDBOX-EXIT marker), or in the nested sandbox a failing group's Linux guest
+  #   - triple-faulted (they do there now and then: at CPU bring-up, mid-I/O; kite then exits 1 with the
+  #     vCPU's reset registers; the freestanding guests provoke one on purpose, so not for them), or
+  #   - stalled (a scenario's wait found its console silent: tests/e2e/snapshot_lib.sh) and its kernel
+  #     reported a CPU stall (RCU) or a soft lockup: a CPU that stopped running guest code, as the outer
+  #     CPUs do in the wedges above.
+  # A deterministic failure of kite's fails every attempt.
   emulator_fault() {
     local group=$1 rc=$2 out=$3 log=$4 why
     if grep -a -q -E 'the outer kernel wedged|no SANDBOX-EXIT marker' "$out"; then
       why=$(grep -a -h -o -m1 -E 'Kernel panic - not syncing: .*|the outer kernel wedged \([^)]*\)' "$log" "$out" | head -n1)
       echo "${why:-no SANDBOX-EXIT marker}"
-    elif [[ $rc -ne 0 && $group != "guest programs" ]] && grep -a -q '^\[sandbox\] nested' "$out" &&
-         grep -a -q 'the guest triple-faulted' "$log"; then
+    elif [[ $rc -eq 0 || $group == "guest programs" ]] || ! grep -a -q '^\[sandbox\] nested' "$out"; then
+      return 1
+    elif grep -a -q 'the guest triple-faulted' "$log"; then
       echo "the guest triple-faulted"
+    elif grep -a -q '# the guest stalled' "$log" &&
+         grep -a -q -E 'rcu: INFO: rcu_[a-z]+ (self-)?detected stall|watchdog: BUG: soft lockup' "$log"; then
+      echo "the guest's CPUs stalled"
     else
       return 1
     fi
   }
+  attempts=${TEST_SANDBOX_ATTEMPTS:-3}
   groups=("guest programs")
   for s in tests/e2e/linux_boot.sh tests/e2e/e2e_*.sh; do [[ -f $s ]] && groups+=("$(basename "$s" .sh)"); done
   if [[ -n ${TEST_SANDBOX_GROUPS-} ]]; then  # e.g. "e2e_vhost linux_boot" while working on those
@@ -208,18 +218,18 @@ if wants sandbox; then
   for group in "${groups[@]}"; do
     tag=${group// /-}
     glog=$LOGS/sandbox-$tag.log gout=$LOGS/sandbox-$tag.out
-    # A group the emulator failed boots once more (emulator_fault). The failed boot's logs are kept and
-    # the summary says so; a fault that comes back fails the group.
-    for attempt in 1 2; do
+    # A group the emulator failed boots again (emulator_fault), up to TEST_SANDBOX_ATTEMPTS boots in all.
+    # The failed boots' logs are kept and the summary says so; a fault in the last boot fails the group.
+    for ((attempt = 1; ; attempt++)); do
       env "${kite_env[@]}" SANDBOX_BINS="$sandbox_bins" PATH="$ship/bin:$PATH" SANDBOX_LOG="$glog" \
         E2E_SUITE_PARTS="$group" SANDBOX_TIMEOUT="${SANDBOX_TIMEOUT:-1500}" \
         scripts/sandbox.sh tests/e2e/suite.sh "${files[@]}" > "$gout" 2>&1
       rc=$?
-      [[ $attempt -eq 1 ]] || break
+      [[ $attempt -lt $attempts ]] || break
       why=$(emulator_fault "$group" "$rc" "$gout" "$glog") || break
-      mv "$glog" "${glog%.log}-failed.log"
-      mv "$gout" "${gout%.out}-failed.out"
-      results+=("NOTE sandbox boot for '$group' failed by the emulator ($why); it ran again (see ${glog%.log}-failed.log)")
+      mv "$glog" "${glog%.log}-failed$attempt.log"
+      mv "$gout" "${gout%.out}-failed$attempt.out"
+      results+=("NOTE sandbox boot for '$group' failed by the emulator ($why); it ran again (see ${glog%.log}-failed$attempt.log)")
       echo "${results[-1]}"
     done
     results_file=${glog%.log}.results
