@@ -34,7 +34,7 @@ struct BootConfig {
 
 struct MemoryConfig {
     uint64_t size = 512ull << 20;  // bytes, a non-zero multiple of 4 KiB (of 2 MiB with Hugetlbfs2M)
-    ConfigHugePages hugepages = ConfigHugePages::None;
+    ConfigHugePages hugepages = ConfigHugePages::Auto;
     // Guest RAM is always a shared memfd: vhost-user back-ends and the mirror VM map it.
 };
 

@@ -8,11 +8,11 @@ std::string_view config_reference() {
     return R"(Config file (YAML). Relative paths are relative to the file's folder.
   vcpus: 2                   1 to 254 (default 1)
   memory: 512M               size, or {size: 1G, hugepages: auto|none|transparent|hugetlbfs}
-                             (default 512M, hugepages none; auto and transparent ask for transparent huge
+                             (default 512M, hugepages auto. auto and transparent ask for transparent huge
                              pages, which for Kite's shared-memory RAM needs the host's
-                             /sys/kernel/mm/transparent_hugepage/shmem_enabled set to advise; transparent
-                             fails when the kernel has none, auto then uses 4 KiB pages; hugetlbfs needs a
-                             multiple of 2M.
+                             /sys/kernel/mm/transparent_hugepage/shmem_enabled set to advise (Debian's
+                             default is never); transparent fails when the kernel has none, auto then
+                             uses 4 KiB pages; hugetlbfs needs a multiple of 2M.
                              Guest RAM is always a shared memfd: vhost-user back-ends map it)
   kernel: vmlinuz            bzImage or PVH ELF; required unless restore is set
   initrd: initrd.gz          optional

@@ -26,7 +26,7 @@ TEST_CASE("a file with only a kernel gets the documented defaults") {
     CHECK(config.boot.kernel == "/boot/vmlinuz");
     CHECK(config.vcpus == 1);
     CHECK(config.memory.size == 512ull << 20);
-    CHECK(config.memory.hugepages == ConfigHugePages::None);
+    CHECK(config.memory.hugepages == ConfigHugePages::Auto);
     CHECK(config.boot.protocol == BootProtocol::Auto);
     CHECK(config.serial.mode == OutputConfig::Mode::Stdio);
     CHECK(config.devices.empty());
