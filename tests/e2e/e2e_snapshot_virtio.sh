@@ -72,9 +72,8 @@ run_virtio_variant() {
   # nested sandbox a booting guest has halted for good now and then (1 of 8 runs with io_uring), its vCPU
   # thread waiting in KVM for a timer interrupt that never came (the same retry as lib.sh's vmm_timed).
   wait_for "$log" '^KITE-SNAPV=3 '
-  if [[ $wait_why == "the guest stalled"* ]] && ! grep -a -q KITE-INIT "$log"; then
+  if ! grep -a -q KITE-INIT "$log" && stalled "$pid_a"; then
     echo "# NOTE: the guest stalled before its init ran; starting it once more"
-    kill -9 "$pid_a" 2>/dev/null; wait "$pid_a" 2>/dev/null
     start_virtio_vm "$log" "$sock" "$img"
     pid_a=$vm_pid
     wait_for "$log" '^KITE-SNAPV=3 '
