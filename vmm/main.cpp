@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <optional>
+#include <string>
 
 #include "vmm/builder.h"
 #include "vmm/cli.h"
@@ -26,6 +27,40 @@ void setup_logging(const std::string& level) {
     logger->set_pattern("kite: %^%l%$: %v");
     spdlog::set_default_logger(logger);
     spdlog::set_level(spdlog::level::from_str(level));
+}
+
+double ms_since(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Reads `path` into the built, not yet started `vm` and applies it; false (after saying why) if the file
+// is refused or does not fit.
+bool restore(kite::Vm& vm, const std::string& path) {
+    auto read_start = std::chrono::steady_clock::now();
+    auto snapshot = kite::read_snapshot(path, kite::restore_target(vm));
+    const double read_ms = ms_since(read_start);
+    if (!snapshot) {
+        std::fprintf(stderr, "kite: cannot restore: %s\n", snapshot.error().message.c_str());
+        return false;
+    }
+    std::optional<kite::MirrorKey> key;
+    if (snapshot->flags & kite::kSnapshotFlagSealedMemory) {
+        auto k = kite::read_key_file(kite::key_file_path(path));
+        if (!k) {
+            std::fprintf(stderr, "kite: cannot restore a mirror snapshot without its key: %s\n",
+                         k.error().message.c_str());
+            return false;
+        }
+        key = *k;
+    }
+    auto apply_start = std::chrono::steady_clock::now();
+    if (auto r = kite::apply_snapshot(vm, *snapshot, key); !r) {
+        std::fprintf(stderr, "kite: cannot restore %s: %s\n", path.c_str(), r.error().message.c_str());
+        return false;
+    }
+    spdlog::info("restored {} ({} MiB{}): file read and checked in {:.1f} ms, state applied in {:.1f} ms", path,
+                 vm.ram().ram_size() >> 20, key ? ", through the mirror VM" : "", read_ms, ms_since(apply_start));
+    return true;
 }
 
 }  // namespace
@@ -50,32 +85,13 @@ int main(int argc, char** argv) {
 
     setup_logging(command->config.log_level);
     const kite::VmConfig& config = command->config;
-    // A snapshot to resume is read and validated whole before anything is built: a truncated or corrupt
-    // file is a configuration error and nothing runs.
-    std::optional<kite::SnapshotData> snapshot;
-    std::optional<kite::MirrorKey> key;
-    double read_ms = 0;
+    // A snapshot to resume is read into the built VM before any vCPU runs, and validated whole: its
+    // pages go straight into guest RAM, and a truncated or corrupt file is a configuration error after
+    // which nothing runs.
     if (!config.restore.empty()) {
         if (std::string why = kite::snapshot_refusal(config); !why.empty()) {
             std::fprintf(stderr, "kite: cannot restore: %s\n", why.c_str());
             return kExitConfigError;
-        }
-        auto read_start = std::chrono::steady_clock::now();
-        auto data = kite::read_snapshot(config.restore);
-        read_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - read_start).count();
-        if (!data) {
-            std::fprintf(stderr, "kite: cannot restore: %s\n", data.error().message.c_str());
-            return kExitConfigError;
-        }
-        snapshot = std::move(*data);
-        if (snapshot->flags & kite::kSnapshotFlagSealedMemory) {
-            auto k = kite::read_key_file(kite::key_file_path(config.restore));
-            if (!k) {
-                std::fprintf(stderr, "kite: cannot restore a mirror snapshot without its key: %s\n",
-                             k.error().message.c_str());
-                return kExitConfigError;
-            }
-            key = *k;
         }
     }
     auto vm = kite::VmBuilder(config).build();
@@ -83,17 +99,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "kite: %s\n", vm.error().message.c_str());
         return kExitConfigError;
     }
-    if (snapshot) {
-        auto start = std::chrono::steady_clock::now();
-        if (auto r = kite::apply_snapshot(**vm, *snapshot, key); !r) {
-            std::fprintf(stderr, "kite: cannot restore %s: %s\n", config.restore.c_str(), r.error().message.c_str());
-            return kExitConfigError;
-        }
-        double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-        spdlog::info("restored {} ({} MiB{}): file read and checked in {:.1f} ms, state applied in {:.1f} ms",
-                     config.restore, (*vm)->ram().ram_size() >> 20, key ? ", through the mirror VM" : "", read_ms, ms);
-        snapshot.reset();  // the file's bytes are no longer needed while the guest runs
-    }
+    if (!config.restore.empty() && !restore(**vm, config.restore)) return kExitConfigError;
     if (auto r = kite::attach_control(**vm, config); !r) {
         std::fprintf(stderr, "kite: %s\n", r.error().message.c_str());
         return kExitConfigError;

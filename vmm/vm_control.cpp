@@ -39,11 +39,12 @@ struct Snapshotter {
         SnapshotReport report;
         auto paused_at = Clock::now();
         vm.pause();
-        // A guest that goes on running only waits for the capture: its memory is copied into Kite's, and it
-        // resumes before the file is encoded and written. One that stays paused (or stops) is written
-        // straight from guest RAM: no copy, the snapshot takes about half as long.
-        auto data = capture(request, report, then == AfterSnapshot::Resume);
-        if (data && then == AfterSnapshot::Resume) vm.resume();
+        // Direct snapshots are written straight from guest RAM (no second copy of it), so the guest waits
+        // for the write. Through the mirror, memory leaves as sealed records Kite holds, and a guest that
+        // goes on running resumes before they are written.
+        auto data = capture(request, report);
+        const bool resume_early = data && then == AfterSnapshot::Resume && request.via == SnapshotVia::Mirror;
+        if (resume_early) vm.resume();
         if (!was_paused) report.pause_ms = ms_since(paused_at);
         auto written = data ? write(request, *data, report) : Result<void>(std::unexpected(data.error()));
         if (!written) {
@@ -54,16 +55,18 @@ struct Snapshotter {
                 vm.resume();
             return std::unexpected(written.error());
         }
+        if (!resume_early && !was_paused) report.pause_ms = ms_since(paused_at);
+        if (then == AfterSnapshot::Resume && !resume_early) vm.resume();
         if (then == AfterSnapshot::Stop) stop("stopped after a snapshot to " + request.path);
         spdlog::info("snapshot {}: {} MiB, capture {:.1f} ms, write {:.1f} ms, vCPUs paused {:.1f} ms",
                      request.path, report.memory_bytes >> 20, report.capture_ms, report.write_ms, report.pause_ms);
         return report;
     }
 
-    Result<SnapshotData> capture(const SnapshotRequest& request, SnapshotReport& report, bool copy_memory) {
+    Result<SnapshotData> capture(const SnapshotRequest& request, SnapshotReport& report) {
         auto start = Clock::now();
         MemoryVia via = request.via == SnapshotVia::Mirror ? MemoryVia::Mirror : MemoryVia::Direct;
-        auto data = capture_snapshot(vm, via, mirror, key ? *key : MirrorKey{}, copy_memory);
+        auto data = capture_snapshot(vm, via, mirror, key ? *key : MirrorKey{});
         if (!data) return fail("snapshot: " + data.error().message);
         report.capture_ms = ms_since(start);
         report.memory_bytes = vm.ram().ram_size();

@@ -15,12 +15,15 @@ namespace {
 constexpr uint64_t kPage = kMirrorPageSize;
 constexpr size_t kKeyFileSize = 48;
 
-Result<void> capture_memory_direct(GuestRam& ram, SnapshotData& out, bool copy) {
+// Guest RAM is borrowed, not copied: the VM stays paused until the snapshot is written.
+Result<void> capture_memory_direct(GuestRam& ram, SnapshotData& out) {
     for (size_t i = 0; i < ram.block_count(); ++i) {
         const RamBlock& b = ram.block(i);
         auto gpa = ram.gpa_of(b.ram_offset());
         std::optional<uint64_t> at = gpa ? std::optional<uint64_t>(gpa->value()) : std::nullopt;
-        out.memory.push_back(plain_memory_block(b.ram_offset().value(), {b.host(), b.size()}, at, copy));
+        auto block = plain_memory_block(b.ram_offset().value(), {b.host(), b.size()}, at, /*copy=*/false, b.fd());
+        if (!block) return std::unexpected(block.error());
+        out.memory.push_back(std::move(*block));
     }
     return {};
 }
@@ -57,19 +60,28 @@ Result<void> capture_memory_mirror(Vm& vm, std::unique_ptr<MirrorVm>& mirror, co
     return {};
 }
 
+// Block i of the snapshot against block i of this VM: same RAM offset, size and GPA (or both unmapped).
+Result<void> check_block_fits(GuestRam& ram, size_t i, const MemoryBlockState& m) {
+    if (i >= ram.block_count())
+        return fail("snapshot has more than " + std::to_string(ram.block_count()) +
+                    " RAM blocks (give the same --memory as the snapshotted VM)");
+    const RamBlock& b = ram.block(i);
+    auto gpa = ram.gpa_of(b.ram_offset());
+    const bool same_gpa = gpa ? (m.gpa && *m.gpa == gpa->value()) : !m.gpa;
+    if (m.ram_offset != b.ram_offset().value() || m.size != b.size() || !same_gpa)
+        return fail("snapshot RAM block " + std::to_string(i) + " (" + std::to_string(m.size >> 20) +
+                    " MiB) does not match this VM's block (" + std::to_string(b.size() >> 20) +
+                    " MiB): give the same --memory as the snapshotted VM");
+    return {};
+}
+
 Result<void> check_memory_fits(GuestRam& ram, const SnapshotData& data) {
     if (data.memory.size() != ram.block_count())
         return fail("snapshot has " + std::to_string(data.memory.size()) + " RAM blocks, this VM has " +
                     std::to_string(ram.block_count()) + " (give the same --memory as the snapshotted VM)");
     for (size_t i = 0; i < ram.block_count(); ++i) {
-        const RamBlock& b = ram.block(i);
         const MemoryBlockState& m = data.memory[i];
-        auto gpa = ram.gpa_of(b.ram_offset());
-        const bool same_gpa = gpa ? (m.gpa && *m.gpa == gpa->value()) : !m.gpa;
-        if (m.ram_offset != b.ram_offset().value() || m.size != b.size() || !same_gpa)
-            return fail("snapshot RAM block " + std::to_string(i) + " (" + std::to_string(m.size >> 20) +
-                        " MiB) does not match this VM's block (" + std::to_string(b.size() >> 20) +
-                        " MiB): give the same --memory as the snapshotted VM");
+        if (auto r = check_block_fits(ram, i, m); !r) return r;
         if (m.encoding == PageEncoding::Sealed) {
             if (m.records.size() != m.size / kPage)
                 return fail("snapshot RAM block " + std::to_string(i) + ": " + std::to_string(m.records.size()) +
@@ -101,6 +113,15 @@ Result<void> check_devices_fit(const Vm& vm, const SnapshotData& data) {
 
 }  // namespace
 
+MemoryTarget restore_target(Vm& vm) {
+    return [&vm, next = size_t{0}](const MemoryBlockState& head) mutable -> Result<std::span<std::byte>> {
+        const size_t i = next++;
+        if (auto r = check_block_fits(vm.ram(), i, head); !r) return std::unexpected(r.error());
+        const RamBlock& b = vm.ram().block(i);
+        return std::span<std::byte>(b.host(), b.size());
+    };
+}
+
 std::string snapshot_refusal(const VmConfig& config) {
     for (const DeviceConfig& d : config.devices)
         if (std::holds_alternative<VhostUserBlkConfig>(d) || std::holds_alternative<VhostUserFsConfig>(d) ||
@@ -110,8 +131,7 @@ std::string snapshot_refusal(const VmConfig& config) {
     return "";
 }
 
-Result<SnapshotData> capture_snapshot(Vm& vm, MemoryVia via, std::unique_ptr<MirrorVm>& mirror, const MirrorKey& key,
-                                      bool copy_memory) {
+Result<SnapshotData> capture_snapshot(Vm& vm, MemoryVia via, std::unique_ptr<MirrorVm>& mirror, const MirrorKey& key) {
     SnapshotData data;
     // Devices first: saving a virtio transport completes the device's requests in flight (virtio-blk's
     // io_uring I/O), which writes used rings and raises interrupts. Taken before memory, vCPU and irqchip
@@ -133,7 +153,7 @@ Result<SnapshotData> capture_snapshot(Vm& vm, MemoryVia via, std::unique_ptr<Mir
     data.irqchip = level->irqchip;
     data.pit = level->pit;
     data.clock = level->clock;
-    auto memory = via == MemoryVia::Direct ? capture_memory_direct(vm.ram(), data, copy_memory)
+    auto memory = via == MemoryVia::Direct ? capture_memory_direct(vm.ram(), data)
                                            : capture_memory_mirror(vm, mirror, key, data);
     if (!memory) return std::unexpected(memory.error());
     return data;
@@ -166,7 +186,7 @@ Result<void> apply_snapshot(Vm& vm, const SnapshotData& data, const std::optiona
     } else {
         for (size_t i = 0; i < ram.block_count(); ++i) {
             const RamBlock& b = ram.block(i);
-            restore_plain_memory_block(data.memory[i], {b.host(), b.size()});
+            if (!data.memory[i].in_place) restore_plain_memory_block(data.memory[i], {b.host(), b.size()});
         }
     }
 

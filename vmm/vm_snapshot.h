@@ -26,10 +26,15 @@ enum class MemoryVia { Direct, Mirror };
 std::string snapshot_refusal(const VmConfig& config);
 
 // Reads everything from a paused VM. `mirror` is created on first use (and recreated after a failure)
-// with `key`; Direct leaves it alone. Direct with `copy_memory` false borrows guest RAM instead of copying
-// it (MemoryBlockState::borrowed): the VM must then stay paused until the snapshot is written.
-Result<SnapshotData> capture_snapshot(Vm& vm, MemoryVia via, std::unique_ptr<MirrorVm>& mirror, const MirrorKey& key,
-                                      bool copy_memory = true);
+// with `key`; Direct leaves it alone. Direct borrows guest RAM instead of copying it
+// (MemoryBlockState::borrowed): the VM must then stay paused until the snapshot is written. (A copy would
+// let the guest run during the write, but costs a second guest RAM's worth of host memory and, where
+// fresh memory is slow to get, more time than the write.)
+Result<SnapshotData> capture_snapshot(Vm& vm, MemoryVia via, std::unique_ptr<MirrorVm>& mirror, const MirrorKey& key);
+
+// read_snapshot's target for restoring into `vm` (built, not yet run): the file's RAM blocks must match
+// the VM's in order, and their pages go straight into its RAM. `vm` must outlive the read.
+MemoryTarget restore_target(Vm& vm);
 
 // Checks that `data` fits `vm` (vCPU count, RAM blocks, devices), then writes memory, VM-level state,
 // vCPU state and device state. `key` is required for a sealed snapshot. The vCPUs must not be running.

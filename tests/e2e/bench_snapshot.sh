@@ -51,9 +51,9 @@ for ((run = 1; run <= RUNS; run++)); do
     cap=$(json_num "$reply" capture_ms) wr=$(json_num "$reply" write_ms) pause=$(json_num "$reply" pause_ms)
     echo "## run $run $via: snapshot $reply; restore read ${read_ms} ms, apply ${apply_ms} ms; counted on from $n"
     results[$via-save]+="$(gibps "$mem" "$(awk -v a="$cap" -v b="$wr" 'BEGIN{print a+b}')") "
-    results[$via-capture]+="$(gibps "$mem" "$cap") "
+    results[$via-capture]+="$cap "
     results[$via-restore]+="$(gibps "$mem" "$(awk -v a="$read_ms" -v b="$apply_ms" 'BEGIN{print a+b}')") "
-    results[$via-apply]+="$(gibps "$mem" "$apply_ms") "
+    results[$via-apply]+="$apply_ms "
     results[$via-pause]+="$pause "
     results[$via-file]+="$(stat -c %s "$snap") "
     rm -f "$snap" "$snap.key"
@@ -63,8 +63,8 @@ done
 med() { tr ' ' '\n' <<<"${results[$1]}" | grep . | median; }
 echo "BENCH snapshot memory=$MEMORY filled=${FILL}MiB vcpus=$VCPUS runs=$RUNS (medians; sandbox, CPU-emulated)"
 for via in direct mirror; do
-  echo "BENCH $via: snapshot $(med $via-save) GiB/s (memory capture alone $(med $via-capture) GiB/s)," \
-       "restore $(med $via-restore) GiB/s (state apply alone $(med $via-apply) GiB/s)," \
+  echo "BENCH $via: snapshot $(med $via-save) GiB/s (of which capture $(med $via-capture) ms)," \
+       "restore $(med $via-restore) GiB/s (of which applying the state $(med $via-apply) ms)," \
        "pause $(med $via-pause) ms, file $(( $(med $via-file | cut -d. -f1) >> 20 )) MiB"
 done
 echo "BENCH mirror/direct ratio: snapshot $(ratio "$(med mirror-save)" "$(med direct-save)")," \

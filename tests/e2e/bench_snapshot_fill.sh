@@ -3,9 +3,8 @@
 # (tests/guest/fill_hash.c), which runs at full speed where Linux guests cannot (a PVM host's /dev/kvm).
 # Guest RAM gets BENCH_DATA_MIB of random data through --initrd (written by Kite, not by slow guest ring-0
 # code); the guest hashes 1 MiB of its own and waits. Each run: a snapshot after which the guest resumes
-# (memory copied while it is paused, then written), one after which Kite stops (written straight from
-# guest RAM), a restore of the second in a new Kite (its log's figures), and the restored guest must
-# re-verify its hash. scripts/bench-snapshot.sh runs it on the host.
+# and one after which Kite stops (both written straight from guest RAM while the guest waits), a restore
+# of the second in a new Kite (its log's figures), and the restored guest must re-verify its hash. scripts/bench-snapshot.sh runs it on the host.
 # Environment: KITE, FILL_ELF (fill-hash.elf), BENCH_RUNS (3), BENCH_MEMORY (1G), BENCH_DATA_MIB (768),
 #              BENCH_SNAP_DIR (where the snapshot file goes; default a new directory under $TMPDIR or /tmp),
 #              BENCH_WHERE (a label for the output).
@@ -47,7 +46,7 @@ for ((run = 1; run <= RUNS; run++)); do
   if [[ $rc -eq 0 && -n $mem && -n $read_ms ]] && grep -q "FILL: PASS" "$work/b.log"; then
     ok=$((ok + 1))
     save+="$(gibps "$mem" "$(awk -v a="$cap" -v b="$wr" 'BEGIN{print a+b}')") "
-    capture+="$(gibps "$mem" "$cap") "
+    capture+="$cap "
     stop_save+="$(gibps "$mem" "$(awk -v a="$(json_num "$stop_reply" capture_ms)" -v b="$(json_num "$stop_reply" write_ms)" \
                  'BEGIN{print a+b}')") "
     restore+="$(gibps "$mem" "$(awk -v a="$read_ms" -v b="$apply_ms" 'BEGIN{print a+b}')") "
@@ -59,8 +58,8 @@ for ((run = 1; run <= RUNS; run++)); do
 done
 med() { tr ' ' '\n' <<<"$1" | grep . | median; }
 echo "BENCH snapshot direct (${BENCH_WHERE:-here}; fill-hash guest, memory $MEMORY, $DATA MiB of data," \
-     "file in $dir on $(stat -f -c %T "$dir")): snapshot of a guest that resumes $(med "$save") GiB/s (memory" \
-     "capture alone $(med "$capture") GiB/s, pause $(med "$pause") ms), of one that stops $(med "$stop_save") GiB/s;" \
+     "file in $dir on $(stat -f -c %T "$dir")): snapshot of a guest that resumes $(med "$save") GiB/s (of which" \
+     "capture $(med "$capture") ms; pause $(med "$pause") ms), of one that stops $(med "$stop_save") GiB/s;" \
      "restore $(med "$restore") GiB/s; target snapshot >= 1 GiB/s"
 echo "BENCH restored guests that re-verified their hash: $ok of $RUNS"
 [[ $ok -eq $RUNS ]]

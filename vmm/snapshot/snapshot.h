@@ -1,22 +1,27 @@
 // The snapshot file: a versioned, checksummed container for everything needed to restore a VM.
 //
 // Layout (all integers little-endian):
-//   header   "KITESNAP" | u32 version (1) | u32 flags | u32 reserved (0) | u32 crc32c of the previous 20 bytes
+//   header   "KITESNAP" | u32 version (2) | u32 flags | u32 reserved (0) | u32 crc32c of the previous 20 bytes
 //   sections, each: u32 type | u32 reserved (0) | u64 length | u32 crc32c(payload) | u32 crc32c(first 20
 //            bytes of this section header), then `length` payload bytes
 //   trailer  a section of type End whose payload is u64 number of sections before it | u64 file length;
 //            nothing may follow it.
-// Section payloads (see snapshot.cpp for the exact field order): Vcpu (one per vCPU), Irqchip, Pit,
-// Clock, Device (one per device: name + blob), Memory (one per RAM block: RAM offset, size, GPA or
-// unmapped, then either the non-zero plain pages or sealed records from the mirror helper).
+// Section payloads (see snapshot_encode.cpp for the exact field order): Vcpu (one per vCPU), Irqchip,
+// Pit, Clock, Device (one per device: name + blob), Memory (one per RAM block: RAM offset, size, GPA or
+// unmapped, then either the non-zero plain pages or sealed records from the mirror helper). Plain pages
+// start at a file offset that is a multiple of 4 KiB (version 2: zero padding before them), so they move
+// between the file and guest RAM with direct I/O, without the page cache.
 //
 // read_snapshot/decode_snapshot validate the whole file (every checksum, every length, every field) and
-// return plain data; they apply nothing, so a caller restores only from a fully validated snapshot.
+// return plain data; they apply nothing to a running VM. read_snapshot may put the plain pages straight
+// into the RAM of a VM that has not run yet (MemoryTarget); its caller must not run that VM unless the
+// whole file was accepted.
 #pragma once
 
 #include <linux/kvm.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -30,7 +35,7 @@
 namespace kite {
 
 inline constexpr char kSnapshotMagic[8] = {'K', 'I', 'T', 'E', 'S', 'N', 'A', 'P'};
-inline constexpr uint32_t kSnapshotVersion = 1;
+inline constexpr uint32_t kSnapshotVersion = 2;
 inline constexpr size_t kSnapshotHeaderSize = 24;
 inline constexpr size_t kSectionHeaderSize = 24;
 
@@ -88,14 +93,18 @@ struct MemoryBlockState {
     std::optional<uint64_t> gpa;      // where the main VM mapped it, or nullopt if unmapped
     PageEncoding encoding = PageEncoding::Plain;
     std::vector<uint64_t> page_indices;  // Plain: strictly increasing page numbers inside the block
-    std::vector<uint8_t> pages;          // Plain: page_indices.size() * 4096 bytes, or empty when borrowed
-                                         // or packed
-    // Plain, decoded in place (read_snapshot): the listed pages back to back inside the bytes that were
-    // decoded, which SnapshotData::input keeps alive.
+    std::vector<uint8_t> pages;          // Plain: page_indices.size() * 4096 bytes, or empty when borrowed,
+                                         // packed or in place
+    // Plain: the listed pages back to back in memory this block does not own as `pages`: the bytes
+    // decode_snapshot was given (copy_pages false), or a page-aligned copy that `owner` keeps alive.
     std::span<const uint8_t> packed;
+    std::shared_ptr<const void> owner;
     // Plain, captured without a copy: the whole block where it lives (guest RAM); the pages are read from
     // here when the snapshot is encoded, so it is valid only while the VM stays paused.
     std::span<const std::byte> borrowed;
+    // Plain, read by read_snapshot straight into the memory its MemoryTarget gave: the pages are already
+    // there and the unlisted ones zero; nothing is left to copy.
+    bool in_place = false;
     std::vector<SealedRecord> records;   // Sealed
 };
 
@@ -107,8 +116,6 @@ struct SnapshotData {
     std::optional<kvm_clock_data> clock;
     std::vector<DeviceState> devices;
     std::vector<MemoryBlockState> memory;
-    // What the memory blocks' `packed` pages point into (read_snapshot's read buffer), or null.
-    std::shared_ptr<const void> input;
 };
 
 // The pages of a Plain block that are not borrowed, back to back: `pages`, or `packed` when decoded in place.
@@ -116,11 +123,23 @@ inline std::span<const uint8_t> plain_pages(const MemoryBlockState& m) {
     return m.pages.empty() ? m.packed : std::span<const uint8_t>(m.pages);
 }
 
-// A Plain block from host memory (`block` is the whole block), keeping only its non-zero pages: copied,
-// or with `copy` false only listed and borrowed from `block` (which must then stay unchanged until the
-// snapshot is written).
-MemoryBlockState plain_memory_block(uint64_t ram_offset, std::span<const std::byte> block, std::optional<uint64_t> gpa,
-                                    bool copy = true);
+// A memory section's payload starts with: u64 RAM offset | u64 size | u64 GPA or ~0 | u32 encoding |
+// u32 padding (Plain) or 0 (Sealed) | u64 page or record count.
+inline constexpr size_t kMemoryHeadSize = 40;
+// The zero padding between a Plain block's page index list (u64 each) and its pages when the payload
+// starts at file offset `at`: whatever puts the pages at a multiple of 4 KiB.
+inline uint32_t plain_pages_padding(uint64_t at, uint64_t count) {
+    const uint64_t pages_at = at + kMemoryHeadSize + count * 8;
+    return static_cast<uint32_t>((kMirrorPageSize - pages_at % kMirrorPageSize) % kMirrorPageSize);
+}
+
+// A Plain block from host memory (`block` is the whole block), keeping only its non-zero pages: copied
+// (into page-aligned memory, `packed`), or with `copy` false only listed and borrowed from `block` (which
+// must then stay unchanged until the snapshot is written). With `fd`, the file that backs `block` from
+// its offset 0 (guest RAM's memfd), the file's holes are not read: a guest's untouched memory stays
+// unallocated. Fails only when the memory for a copy cannot be had.
+Result<MemoryBlockState> plain_memory_block(uint64_t ram_offset, std::span<const std::byte> block,
+                                            std::optional<uint64_t> gpa, bool copy = true, int fd = -1);
 // Writes a Plain block's pages into `block` (zeroing the pages not listed). Precondition: validated data
 // whose size equals block.size().
 void restore_plain_memory_block(const MemoryBlockState& state, std::span<std::byte> block);
@@ -137,18 +156,27 @@ Result<SnapshotPieces> encode_snapshot_pieces(const SnapshotData& data);
 // The same, as one buffer.
 Result<std::vector<uint8_t>> encode_snapshot(const SnapshotData& data);
 // With copy_pages false, Plain memory pages are not copied out of `bytes` (MemoryBlockState::packed): the
-// caller keeps `bytes` alive as long as the result, e.g. through SnapshotData::input.
+// caller keeps `bytes` alive as long as the result.
 Result<SnapshotData> decode_snapshot(std::span<const uint8_t> bytes, bool copy_pages = true);
 
 // Writes to `path` through a temporary file in the same directory, fsync'ed and renamed into place.
 Result<void> write_snapshot(const std::string& path, const SnapshotData& data);
 // Writes `pieces` in order to path.tmp (mode 0600), fsyncs and renames it to path: readers never see a
-// partial file. `what` names the file in errors ("snapshot", "key file").
+// partial file. `what` names the file in errors ("snapshot", "key file"). Pieces that are whole pages at
+// page-aligned file offsets go with direct I/O where the file system has it: a snapshot's gigabytes of
+// guest memory do not pass through (and evict) the page cache.
 Result<void> write_file_atomically(const std::string& path, std::span<const std::span<const uint8_t>> pieces,
                                    std::string_view what);
 Result<void> write_file_atomically(const std::string& path, std::span<const uint8_t> bytes, std::string_view what);
+// Where read_snapshot puts a Plain memory block's pages: given the block's RAM offset, size and GPA
+// (`head`, in file order), the memory of the matching RAM block (exactly head.size bytes), or an error
+// saying why the snapshot does not fit.
+using MemoryTarget = std::function<Result<std::span<std::byte>>(const MemoryBlockState& head)>;
+
 // Reads and validates the whole file; errors name the path and what is wrong (truncated, bad magic,
-// unsupported version, checksum mismatch, section overflow, bad field).
-Result<SnapshotData> read_snapshot(const std::string& path);
+// unsupported version, checksum mismatch, section overflow, bad field). With a `target`, Plain pages go
+// straight to the memory it gives (marked in_place; on an error that memory holds part of the file);
+// without one they are copied into `pages`.
+Result<SnapshotData> read_snapshot(const std::string& path, const MemoryTarget& target = {});
 
 }  // namespace kite

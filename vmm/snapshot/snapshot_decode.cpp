@@ -1,6 +1,7 @@
 // Decoding side of the snapshot format (snapshot.h). The input is hostile: every length is checked
 // against the bytes that remain before anything is allocated, and every field is validated.
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <set>
 #include <string>
@@ -8,6 +9,7 @@
 #include "vmm/snapshot/byte_io.h"
 #include "vmm/snapshot/crc32c.h"
 #include "vmm/snapshot/snapshot.h"
+#include "vmm/snapshot/snapshot_source.h"
 
 namespace kite {
 
@@ -109,51 +111,163 @@ Result<DeviceState> parse_device(SectionParser& p) {
     return d;
 }
 
-Result<MemoryBlockState> parse_memory(SectionParser& p, bool copy_pages) {
+// A memory section up to its pages or records: the block's fields and, for Plain, the page index list
+// and the zero padding. `at` is the payload's file offset (it fixes the padding).
+Result<MemoryBlockState> parse_memory_head(SectionParser& p, uint64_t at, uint64_t& count) {
     MemoryBlockState m;
     KITE_GET(offset, p.r().u64());
     KITE_GET(size, p.r().u64());
     KITE_GET(gpa, p.r().u64());
     KITE_GET(encoding, p.r().u32());
-    KITE_GET(reserved, p.r().u32());
+    KITE_GET(pad, p.r().u32());
     if (size == 0 || size % kPage != 0 || offset % kPage != 0 || !range_fits(offset, size))
         return p.bad("RAM block offset/size not page aligned, empty or wrapping");
     if (gpa != kUnmapped && (gpa % kPage != 0 || !range_fits(gpa, size)))
         return p.bad("RAM block GPA not page aligned or wrapping");
-    if (reserved != 0) return p.bad("reserved field is not zero");
     m.ram_offset = offset;
     m.size = size;
     if (gpa != kUnmapped) m.gpa = gpa;
-    const uint64_t block_pages = size / kPage;
-    KITE_GET(count, p.r().u64());
-    if (count > block_pages) return p.bad("more pages than the block holds");
-    if (encoding == static_cast<uint32_t>(PageEncoding::Plain)) {
-        m.encoding = PageEncoding::Plain;
-        if (count * (8 + kPage) > p.r().remaining()) return p.overflow();
-        for (uint64_t i = 0; i < count; ++i) {
-            KITE_GET(index, p.r().u64());
-            if (index >= block_pages || (!m.page_indices.empty() && index <= m.page_indices.back()))
-                return p.bad("page index out of range or not increasing");
-            m.page_indices.push_back(index);
-        }
-        KITE_GET(pages, p.r().bytes(count * kPage));
-        if (copy_pages) m.pages.assign(pages.begin(), pages.end());
-        else m.packed = pages;
-    } else if (encoding == static_cast<uint32_t>(PageEncoding::Sealed)) {
+    KITE_GET(n, p.r().u64());
+    if (n > size / kPage) return p.bad("more pages than the block holds");
+    count = n;
+    if (encoding == static_cast<uint32_t>(PageEncoding::Sealed)) {
+        if (pad != 0) return p.bad("reserved field is not zero");
         m.encoding = PageEncoding::Sealed;
+        return m;
+    }
+    if (encoding != static_cast<uint32_t>(PageEncoding::Plain))
+        return p.bad("unknown page encoding " + std::to_string(encoding));
+    m.encoding = PageEncoding::Plain;
+    if (count > p.r().remaining() / 8) return p.overflow();
+    if (pad != plain_pages_padding(at, count)) return p.bad("padding does not put the pages at a 4 KiB boundary");
+    m.page_indices.reserve(count);
+    for (uint64_t i = 0; i < count; ++i) {
+        KITE_GET(index, p.r().u64());
+        if (index >= size / kPage || (!m.page_indices.empty() && index <= m.page_indices.back()))
+            return p.bad("page index out of range or not increasing");
+        m.page_indices.push_back(index);
+    }
+    KITE_GET(padding, p.r().bytes(pad));
+    if (std::any_of(padding.begin(), padding.end(), [](uint8_t b) { return b != 0; }))
+        return p.bad("padding is not zero");
+    return m;
+}
+
+// A whole memory section in memory (the general path: sealed records, or anything the fast path of
+// read_memory did not take).
+Result<MemoryBlockState> parse_memory(SectionParser& p, uint64_t at) {
+    uint64_t count = 0;
+    auto head = parse_memory_head(p, at, count);
+    if (!head) return head;
+    MemoryBlockState& m = *head;
+    if (m.encoding == PageEncoding::Plain) {
+        KITE_GET(pages, p.r().bytes(count * kPage));
+        m.pages.assign(pages.begin(), pages.end());
+    } else {
         if (count * sizeof(SealedRecord) > p.r().remaining()) return p.overflow();
         m.records.resize(count);
         for (uint64_t i = 0; i < count; ++i) {
             KITE_GET(rec, p.r().pod<SealedRecord>());
-            if (rec.ram_offset < offset || rec.ram_offset - offset >= size || rec.ram_offset % kPage != 0)
+            if (rec.ram_offset < m.ram_offset || rec.ram_offset - m.ram_offset >= m.size || rec.ram_offset % kPage != 0)
                 return p.bad("sealed record outside its RAM block");
             m.records[i] = rec;
         }
-    } else {
-        return p.bad("unknown page encoding " + std::to_string(encoding));
     }
     if (auto ok = p.finish(); !ok) return std::unexpected(ok.error());
-    return m;
+    return head;
+}
+
+// The next n bytes of `in`: lent, or read into `buffer`. n is at most in.remaining() (checked by the
+// caller), so a hostile length never allocates more than the file holds.
+Result<std::span<const uint8_t>> take(SnapshotSource& in, uint64_t n, std::vector<uint8_t>& buffer) {
+    if (auto lent = in.lend(n)) return *lent;
+    buffer.resize(n);
+    if (auto r = in.read(buffer); !r) return std::unexpected(r.error());
+    return std::span<const uint8_t>(buffer);
+}
+
+// Reads the rest of a section (`left` bytes) only to finish its checksum.
+Result<uint32_t> crc_of_rest(SnapshotSource& in, uint64_t left, uint32_t crc) {
+    std::vector<uint8_t> chunk;
+    while (left > 0) {
+        auto part = take(in, std::min<uint64_t>(left, 1 << 20), chunk);
+        if (!part) return std::unexpected(part.error());
+        crc = crc32c(*part, crc);
+        left -= part->size();
+    }
+    return crc;
+}
+
+// A memory section of `length` bytes whose payload starts at file offset `at`. A well-formed Plain block
+// is read in place: its metadata first, then its pages straight to where they go (the target's memory,
+// lent from the source, or `pages`), the checksum taken over them on the way. Everything else is read
+// whole and parsed by parse_memory, so every error reads as it does for other sections.
+Result<MemoryBlockState> read_memory(SnapshotSource& in, uint64_t length, uint64_t at, uint32_t payload_crc,
+                                     const std::string& what, const MemoryTarget& target, bool copy_pages) {
+    std::vector<uint8_t> meta(std::min<uint64_t>(length, kMemoryHeadSize));
+    if (auto r = in.read(meta); !r) return std::unexpected(r.error());
+    uint64_t count = 0, meta_size = 0;
+    bool fast = false;
+    if (meta.size() == kMemoryHeadSize) {
+        ByteReader r(meta);
+        r.bytes(24);
+        uint32_t encoding = *r.u32(), pad = *r.u32();
+        count = *r.u64();
+        meta_size = kMemoryHeadSize + count * 8 + pad;
+        fast = encoding == static_cast<uint32_t>(PageEncoding::Plain) && count <= length / (8 + kPage) &&
+               pad < kPage && length == meta_size + count * kPage;
+    }
+    if (!fast) {
+        std::vector<uint8_t> rest;
+        auto more = take(in, length - meta.size(), rest);
+        if (!more) return std::unexpected(more.error());
+        meta.insert(meta.end(), more->begin(), more->end());
+        if (payload_crc != crc32c(meta)) return fail(what + ": checksum mismatch");
+        SectionParser p(meta, what);
+        return parse_memory(p, at);
+    }
+    meta.resize(meta_size);
+    if (auto r = in.read(std::span(meta).subspan(kMemoryHeadSize)); !r) return std::unexpected(r.error());
+    uint32_t crc = crc32c(meta);
+    SectionParser p(meta, what);
+    auto head = parse_memory_head(p, at, count);
+    if (head && !p.r().done()) head = p.bad("section overflow");  // cannot happen: meta_size is exact
+    if (!head) {
+        // A checksum mismatch explains a bad field best: finish the checksum before naming the field.
+        auto all = crc_of_rest(in, count * kPage, crc);
+        if (!all) return std::unexpected(all.error());
+        if (*all != payload_crc) return fail(what + ": checksum mismatch");
+        return head;
+    }
+    MemoryBlockState& m = *head;
+    if (target) {
+        auto dest = target(m);
+        if (!dest) return std::unexpected(dest.error());
+        if (dest->size() != m.size) return fail(what + ": the VM's RAM block is not the block's size");
+        uint64_t next = 0;  // the first page not yet written
+        for (size_t n = 0; n < count;) {
+            size_t run = 1;
+            while (n + run < count && m.page_indices[n + run] == m.page_indices[n] + run) ++run;
+            const uint64_t first = m.page_indices[n];
+            zero_guest_pages(dest->subspan(next * kPage, (first - next) * kPage));
+            auto pages = dest->subspan(first * kPage, run * kPage);
+            if (auto r = in.read_pages(pages); !r) return std::unexpected(r.error());
+            crc = crc32c({reinterpret_cast<const uint8_t*>(pages.data()), pages.size()}, crc);
+            next = first + run;
+            n += run;
+        }
+        zero_guest_pages(dest->subspan(next * kPage));
+        m.in_place = true;
+    } else if (auto lent = copy_pages ? std::nullopt : in.lend(count * kPage)) {
+        m.packed = *lent;
+        crc = crc32c(m.packed, crc);
+    } else {
+        m.pages.resize(count * kPage);
+        if (auto r = in.read(m.pages); !r) return std::unexpected(r.error());
+        crc = crc32c(m.pages, crc);
+    }
+    if (crc != payload_crc) return fail(what + ": checksum mismatch");
+    return head;
 }
 
 // Cross-section checks: unique vCPU indices and device names, non-overlapping RAM blocks.
@@ -171,45 +285,75 @@ Result<void> check_consistency(const SnapshotData& d) {
     return {};
 }
 
+// Bytes in memory, lent without a copy.
+class SpanSource final : public SnapshotSource {
+public:
+    explicit SpanSource(std::span<const uint8_t> bytes) : SnapshotSource(bytes.size()), bytes_(bytes) {}
+    Result<void> read(std::span<uint8_t> out) override {
+        std::memcpy(out.data(), bytes_.data() + pos_, out.size());
+        pos_ += out.size();
+        return {};
+    }
+    std::optional<std::span<const uint8_t>> lend(uint64_t n) override {
+        auto s = bytes_.subspan(pos_, n);
+        pos_ += n;
+        return s;
+    }
+
+private:
+    std::span<const uint8_t> bytes_;
+};
+
 }  // namespace
 
-Result<SnapshotData> decode_snapshot(std::span<const uint8_t> bytes, bool copy_pages) {
-    if (bytes.size() < kSnapshotHeaderSize) return fail("snapshot truncated: shorter than its header");
-    if (std::memcmp(bytes.data(), kSnapshotMagic, sizeof kSnapshotMagic) != 0)
+Result<SnapshotData> decode_from(SnapshotSource& in, const MemoryTarget& target, bool copy_pages) {
+    if (in.size() < kSnapshotHeaderSize) return fail("snapshot truncated: shorter than its header");
+    std::array<uint8_t, kSnapshotHeaderSize> file_header;
+    if (auto r = in.read(file_header); !r) return std::unexpected(r.error());
+    if (std::memcmp(file_header.data(), kSnapshotMagic, sizeof kSnapshotMagic) != 0)
         return fail("not a Kite snapshot (bad magic)");
-    ByteReader head(bytes.subspan(8, 16));
+    ByteReader head{std::span<const uint8_t>(file_header).subspan(8, 16)};
     uint32_t version = *head.u32(), flags = *head.u32(), reserved = *head.u32(), crc = *head.u32();
     if (version != kSnapshotVersion)
         return fail("unsupported snapshot version " + std::to_string(version) + " (this Kite reads version " +
                     std::to_string(kSnapshotVersion) + ")");
-    if (crc != crc32c(bytes.first(20))) return fail("snapshot header checksum mismatch");
+    if (crc != crc32c(std::span(file_header).first(20))) return fail("snapshot header checksum mismatch");
     if (reserved != 0) return fail("snapshot header: reserved field is not zero");
     if (flags & ~kSnapshotFlagSealedMemory) return fail("snapshot header: unknown flags");
 
     SnapshotData out;
     out.flags = flags;
-    ByteReader r(bytes.subspan(kSnapshotHeaderSize));
     uint64_t count = 0;
+    std::vector<uint8_t> buffer;
     for (;;) {
-        size_t at = kSnapshotHeaderSize + r.position();
-        if (r.remaining() < kSectionHeaderSize)
+        const uint64_t at = in.position();
+        if (in.remaining() < kSectionHeaderSize)
             return fail("snapshot truncated: no complete section header at byte " + std::to_string(at) +
-                        (r.done() ? " (trailer missing)" : ""));
-        auto header = *r.bytes(kSectionHeaderSize);
+                        (in.remaining() == 0 ? " (trailer missing)" : ""));
+        std::array<uint8_t, kSectionHeaderSize> header;
+        if (auto r = in.read(header); !r) return std::unexpected(r.error());
         ByteReader h(header);
         uint32_t type = *h.u32(), sec_reserved = *h.u32();
         uint64_t length = *h.u64();
         uint32_t payload_crc = *h.u32(), header_crc = *h.u32();
         std::string what = std::string(section_name(type)) + " section " + std::to_string(count) + " at byte " +
                            std::to_string(at);
-        if (header_crc != crc32c(header.first(20))) return fail(what + ": section header checksum mismatch");
+        if (header_crc != crc32c(std::span(header).first(20))) return fail(what + ": section header checksum mismatch");
         if (sec_reserved != 0) return fail(what + ": reserved field is not zero");
-        if (length > r.remaining())
+        if (length > in.remaining())
             return fail("snapshot truncated: " + what + " claims " + std::to_string(length) + " bytes, " +
-                        std::to_string(r.remaining()) + " left");
-        auto payload = *r.bytes(length);
-        if (payload_crc != crc32c(payload)) return fail(what + ": checksum mismatch");
-        SectionParser p(payload, what);
+                        std::to_string(in.remaining()) + " left");
+        if (static_cast<SectionType>(type) == SectionType::Memory) {
+            auto m = read_memory(in, length, at + kSectionHeaderSize, payload_crc, what, target, copy_pages);
+            if (!m) return std::unexpected(m.error());
+            out.memory.push_back(std::move(*m));
+            ++count;
+            continue;
+        }
+        auto payload = take(in, length, buffer);
+        if (!payload) return std::unexpected(payload.error());
+        if (payload_crc != crc32c(*payload)) return fail(what + ": checksum mismatch");
+        SectionParser p(*payload, what);
         switch (static_cast<SectionType>(type)) {
         case SectionType::Vcpu: {
             if (out.vcpus.size() >= kMaxVcpus) return p.bad("too many vCPUs");
@@ -248,18 +392,12 @@ Result<SnapshotData> decode_snapshot(std::span<const uint8_t> bytes, bool copy_p
             out.devices.push_back(std::move(*d));
             break;
         }
-        case SectionType::Memory: {
-            auto m = parse_memory(p, copy_pages);
-            if (!m) return std::unexpected(m.error());
-            out.memory.push_back(std::move(*m));
-            break;
-        }
         case SectionType::End: {
             KITE_GET(sections, p.r().u64());
             KITE_GET(file_length, p.r().u64());
             if (auto ok = p.finish(); !ok) return std::unexpected(ok.error());
             if (sections != count) return p.bad("section count does not match (sections lost or added)");
-            if (file_length != bytes.size() || !r.done())
+            if (file_length != in.size() || in.remaining() != 0)
                 return p.bad("file length does not match the trailer (bytes after the trailer)");
             if (auto ok = check_consistency(out); !ok) return std::unexpected(ok.error());
             return out;
@@ -268,6 +406,11 @@ Result<SnapshotData> decode_snapshot(std::span<const uint8_t> bytes, bool copy_p
         }
         ++count;
     }
+}
+
+Result<SnapshotData> decode_snapshot(std::span<const uint8_t> bytes, bool copy_pages) {
+    SpanSource in(bytes);
+    return decode_from(in, {}, copy_pages);
 }
 
 }  // namespace kite

@@ -1,11 +1,22 @@
 // Encoding side of the snapshot format (snapshot.h), plus the Plain memory helpers.
 #include <sys/mman.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <utility>
+#include <vector>
+
+#include <array>
 #include <cstring>
+#include <string>
+
+#include "memory/host_mapping.h"
 
 #include "vmm/snapshot/byte_io.h"
 #include "vmm/snapshot/crc32c.h"
 #include "vmm/snapshot/snapshot.h"
+#include "vmm/snapshot/snapshot_source.h"
 
 namespace kite {
 
@@ -85,9 +96,12 @@ std::vector<uint8_t> vcpu_payload(const VcpuState& v) {
     return std::move(w.data());
 }
 
+const std::array<uint8_t, kPage> kZeroPage{};
+
 // The block's header is owned; its page indices (u64 each, little-endian like the rest of the format on
-// this x86-only VMM), pages or sealed records are spans of `m`.
-SnapshotPieces memory_payload(const MemoryBlockState& m) {
+// this x86-only VMM), pages or sealed records are spans of `m`. `at` is the payload's file offset: Plain
+// pages are padded to the next multiple of 4 KiB after it.
+SnapshotPieces memory_payload(const MemoryBlockState& m, uint64_t at) {
     SnapshotPieces p;
     PieceList list(p);
     ByteWriter w;
@@ -95,11 +109,13 @@ SnapshotPieces memory_payload(const MemoryBlockState& m) {
     w.u64(m.size);
     w.u64(m.gpa ? *m.gpa : kUnmapped);
     w.u32(static_cast<uint32_t>(m.encoding));
-    w.u32(0);
     if (m.encoding == PageEncoding::Plain) {
+        const uint32_t pad = plain_pages_padding(at, m.page_indices.size());
+        w.u32(pad);
         w.u64(m.page_indices.size());
         list.own(std::move(w.data()));
         list.ref(as_bytes(m.page_indices));
+        list.ref(std::span(kZeroPage).first(pad));
         if (m.borrowed.empty()) {
             list.ref(plain_pages(m));
         } else {
@@ -113,6 +129,7 @@ SnapshotPieces memory_payload(const MemoryBlockState& m) {
             }
         }
     } else {
+        w.u32(0);
         w.u64(m.records.size());
         list.own(std::move(w.data()));
         list.ref(as_bytes(m.records));
@@ -180,7 +197,7 @@ Result<SnapshotPieces> encode_snapshot_pieces(const SnapshotData& data) {
         ++sections;
     }
     for (const auto& m : data.memory) {
-        section(out, SectionType::Memory, memory_payload(m));
+        section(out, SectionType::Memory, memory_payload(m, out.size() + kSectionHeaderSize));
         ++sections;
     }
     ByteWriter end;
@@ -216,36 +233,66 @@ bool page_is_zero(const std::byte* page) {
     return true;
 }
 
+// The pages of a `size`-byte block that may hold data, as [first, end) page ranges: where `fd` backs the
+// block (mapped from its offset 0), the file's data extents (SEEK_DATA/SEEK_HOLE: pages never written
+// are holes, swapped-out pages count as data), so the pages a guest never touched are not read (reading
+// shared memory allocates it); otherwise the whole block.
+std::vector<std::pair<uint64_t, uint64_t>> data_extents(int fd, uint64_t size) {
+    const uint64_t pages = size / kPage;
+    if (fd < 0) return {{0, pages}};
+    std::vector<std::pair<uint64_t, uint64_t>> out;
+    for (off_t at = 0; static_cast<uint64_t>(at) < size;) {
+        off_t data = ::lseek(fd, at, SEEK_DATA);
+        if (data < 0 && errno == ENXIO) break;  // nothing but holes from here on
+        if (data < 0) return {{0, pages}};     // no hole information: read it all
+        off_t hole = ::lseek(fd, data, SEEK_HOLE);
+        if (hole < 0) return {{0, pages}};
+        const uint64_t first = static_cast<uint64_t>(data) / kPage;
+        const uint64_t end = std::min(pages, (static_cast<uint64_t>(hole) + kPage - 1) / kPage);
+        if (first < end) out.emplace_back(first, end);
+        at = hole;
+    }
+    return out;
+}
+
+}  // namespace
+
 // Guest RAM is shared memory: dropping the pages (MADV_REMOVE) zeroes them without touching them, so a
 // mostly empty guest is restored without allocating all of its RAM. Other memory (the unit tests' heap,
 // hugetlbfs with a range that is not huge-page aligned) is cleared by hand.
-void zero_pages(std::span<std::byte> pages) {
+void zero_guest_pages(std::span<std::byte> pages) {
     if (pages.empty()) return;
     if (::madvise(pages.data(), pages.size(), MADV_REMOVE) == 0) return;
     std::memset(pages.data(), 0, pages.size());
 }
 
-}  // namespace
-
-MemoryBlockState plain_memory_block(uint64_t ram_offset, std::span<const std::byte> block, std::optional<uint64_t> gpa,
-                                    bool copy) {
+Result<MemoryBlockState> plain_memory_block(uint64_t ram_offset, std::span<const std::byte> block,
+                                            std::optional<uint64_t> gpa, bool copy, int fd) {
     MemoryBlockState m;
     m.ram_offset = ram_offset;
     m.size = block.size();
     m.gpa = gpa;
     m.encoding = PageEncoding::Plain;
-    for (uint64_t i = 0; i < block.size() / kPage; ++i)
-        if (!page_is_zero(block.data() + i * kPage)) m.page_indices.push_back(i);
+    for (auto [first, end] : data_extents(fd, block.size()))
+        for (uint64_t i = first; i < end; ++i)
+            if (!page_is_zero(block.data() + i * kPage)) m.page_indices.push_back(i);
     if (!copy) {
         m.borrowed = block;
         return m;
     }
-    // Room for exactly the data pages: no regrowth that copies the pages kept so far.
-    m.pages.reserve(m.page_indices.size() * kPage);
-    for (uint64_t i : m.page_indices) {
-        auto* p = reinterpret_cast<const uint8_t*>(block.data() + i * kPage);
-        m.pages.insert(m.pages.end(), p, p + kPage);
-    }
+    if (m.page_indices.empty()) return m;
+    // Page-aligned, so the copy goes to the file with direct I/O; populated in one go, because faulting
+    // fresh memory in page by page costs more than the copy itself (far more under a hypervisor).
+    const size_t bytes = m.page_indices.size() * kPage;
+    void* at = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (at == MAP_FAILED)
+        return std::unexpected(errno_error("cannot allocate " + std::to_string(bytes >> 20) + " MiB to copy guest memory"));
+    auto copy_of = std::make_shared<HostMapping>(at, bytes);
+    auto* out = reinterpret_cast<uint8_t*>(copy_of->data());
+    for (size_t n = 0; n < m.page_indices.size(); ++n)
+        std::memcpy(out + n * kPage, block.data() + m.page_indices[n] * kPage, kPage);
+    m.packed = {out, bytes};
+    m.owner = std::move(copy_of);
     return m;
 }
 
@@ -254,11 +301,11 @@ void restore_plain_memory_block(const MemoryBlockState& state, std::span<std::by
     uint64_t next = 0;  // the first page not yet written
     for (size_t n = 0; n < state.page_indices.size(); ++n) {
         uint64_t index = state.page_indices[n];
-        zero_pages(block.subspan(next * kPage, (index - next) * kPage));
+        zero_guest_pages(block.subspan(next * kPage, (index - next) * kPage));
         std::memcpy(block.data() + index * kPage, pages + n * kPage, kPage);
         next = index + 1;
     }
-    zero_pages(block.subspan(next * kPage));
+    zero_guest_pages(block.subspan(next * kPage));
 }
 
 }  // namespace kite

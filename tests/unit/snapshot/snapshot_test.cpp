@@ -1,8 +1,12 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -57,7 +61,7 @@ SnapshotData sample() {
     d.devices.push_back({"serial0", {1, 2, 3}});
     d.devices.push_back({"virtio-blk0", std::vector<uint8_t>(300, 9)});
     auto block = four_page_block();
-    d.memory.push_back(plain_memory_block(0, block, 0));
+    d.memory.push_back(plain_memory_block(0, block, 0).value());
     MirrorKey key{};
     std::array<std::byte, kPage> page{};
     page[5] = std::byte{5};
@@ -165,12 +169,38 @@ TEST_CASE("a snapshot decodes to the data it was encoded from") {
 
 TEST_CASE("a plain memory block keeps only non-zero pages and restores the whole block") {
     auto block = four_page_block();
-    auto state = plain_memory_block(8 * kPage, block, std::nullopt);
+    auto state = plain_memory_block(8 * kPage, block, std::nullopt).value();
     CHECK(state.page_indices == std::vector<uint64_t>{1, 3});
-    CHECK(state.pages.size() == 2 * kPage);
+    CHECK(plain_pages(state).size() == 2 * kPage);
+    CHECK(reinterpret_cast<uintptr_t>(plain_pages(state).data()) % kPage == 0);  // ready for direct I/O
     std::vector<std::byte> out(4 * kPage, std::byte{0xee});
     restore_plain_memory_block(state, out);
     CHECK(out == block);
+}
+
+TEST_CASE("a block backed by a memfd is scanned without allocating the guest's untouched memory") {
+    constexpr size_t kPages = 64;
+    int fd = ::memfd_create("kite-extents-test", MFD_CLOEXEC);
+    REQUIRE(fd >= 0);
+    REQUIRE(::ftruncate(fd, kPages * kPage) == 0);
+    const uint8_t one = 1, two = 2;
+    REQUIRE(::pwrite(fd, &one, 1, 3 * kPage + 17) == 1);
+    REQUIRE(::pwrite(fd, &two, 1, 40 * kPage) == 1);
+    std::vector<uint8_t> zeros(kPage, 0);  // written zeros: data to the file, a zero page to the snapshot
+    REQUIRE(::pwrite(fd, zeros.data(), kPage, 10 * kPage) == static_cast<ssize_t>(kPage));
+    void* map = ::mmap(nullptr, kPages * kPage, PROT_READ, MAP_SHARED, fd, 0);
+    REQUIRE(map != MAP_FAILED);
+    std::span<const std::byte> block(static_cast<const std::byte*>(map), kPages * kPage);
+    struct stat before, after;
+    REQUIRE(::fstat(fd, &before) == 0);
+    auto m = plain_memory_block(0, block, 0, /*copy=*/false, fd).value();
+    REQUIRE(::fstat(fd, &after) == 0);
+    CHECK(m.page_indices == std::vector<uint64_t>{3, 40});
+    CHECK(after.st_blocks == before.st_blocks);  // the holes were not read, so not allocated
+    auto scanned = plain_memory_block(0, block, 0, /*copy=*/false).value();  // without the fd: every page
+    CHECK(scanned.page_indices == m.page_indices);
+    ::munmap(map, kPages * kPage);
+    ::close(fd);
 }
 
 TEST_CASE("a block borrowed from guest RAM encodes to the same bytes as a copied one") {
@@ -179,8 +209,8 @@ TEST_CASE("a block borrowed from guest RAM encodes to the same bytes as a copied
     block[5 * kPage] = std::byte{1};  // data pages 1, 3, 5, 6: runs of one and of two pages
     block[6 * kPage + 4095] = std::byte{2};
     SnapshotData copied, borrowed;
-    copied.memory.push_back(plain_memory_block(0, block, 0));
-    borrowed.memory.push_back(plain_memory_block(0, block, 0, /*copy=*/false));
+    copied.memory.push_back(plain_memory_block(0, block, 0).value());
+    borrowed.memory.push_back(plain_memory_block(0, block, 0, /*copy=*/false).value());
     CHECK(borrowed.memory[0].pages.empty());
     CHECK(borrowed.memory[0].page_indices == std::vector<uint64_t>{1, 3, 5, 6});
     CHECK(encoded(borrowed) == encoded(copied));
@@ -203,7 +233,7 @@ TEST_CASE("a plain block restored into shared memory (guest RAM) zeroes the page
     std::memset(ram.data(), 0xee, ram.size());  // stale content everywhere
     auto block = four_page_block();
     block.resize(6 * kPage);  // pages 0, 2, 4, 5 zero: a gap at the start, inside and at the end
-    auto state = plain_memory_block(0, block, std::nullopt);
+    auto state = plain_memory_block(0, block, std::nullopt).value();
     restore_plain_memory_block(state, ram);
     CHECK(std::memcmp(ram.data(), block.data(), ram.size()) == 0);
     ::munmap(map, 6 * kPage);
@@ -218,33 +248,105 @@ TEST_CASE("a snapshot file written to disk reads back equal") {
     CHECK(encoded(*back) == encoded(sample()));
 }
 
-TEST_CASE("a snapshot file's pages stay in the read buffer, which the data keeps alive") {
-    auto block = four_page_block();
-    SnapshotData data = sample();  // memory[0]: a plain block of four_page_block()
-    std::string path = "/tmp/kite-snapshot-test-packed-" + std::to_string(::getpid()) + ".snap";
-    REQUIRE(write_snapshot(path, data).has_value());
-    auto back = read_snapshot(path);
-    ::unlink(path.c_str());
-    REQUIRE(back.has_value());
-    const MemoryBlockState& m = back->memory[0];
-    CHECK(m.pages.empty());
-    CHECK(m.packed.size() == 2 * kPage);
-    CHECK(back->input != nullptr);
-    SnapshotData moved = std::move(*back);  // the buffer moves with the data
-    std::vector<std::byte> out(4 * kPage, std::byte{0xee});
-    restore_plain_memory_block(moved.memory[0], out);
-    CHECK(out == block);
-    CHECK(encoded(moved) == encoded(data));  // and encodes the same as the copied pages did
+namespace {
+
+// A shared memfd mapping of `pages` pages (guest RAM is one), every byte `fill`.
+std::span<std::byte> shared_ram(size_t pages, uint8_t fill) {
+    int fd = ::memfd_create("kite-snapshot-test", MFD_CLOEXEC);
+    REQUIRE(fd >= 0);
+    REQUIRE(::ftruncate(fd, static_cast<off_t>(pages * kPage)) == 0);
+    void* map = ::mmap(nullptr, pages * kPage, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ::close(fd);
+    REQUIRE(map != MAP_FAILED);
+    std::memset(map, fill, pages * kPage);
+    return {static_cast<std::byte*>(map), pages * kPage};
 }
 
-TEST_CASE("decoding with copied pages fills pages, not packed") {
+// The test file's path for this process, removed when the object goes.
+struct TempPath {
+    explicit TempPath(const char* name) : path(std::string("/tmp/kite-") + name + "-" + std::to_string(::getpid())) {}
+    ~TempPath() { ::unlink(path.c_str()); }
+    std::string path;
+};
+
+// A target that takes exactly one RAM block of `ram`'s size and counts its calls.
+MemoryTarget one_block(std::span<std::byte> ram, int& calls) {
+    return [ram, &calls](const MemoryBlockState& head) -> Result<std::span<std::byte>> {
+        ++calls;
+        if (head.size != ram.size()) return fail("not this block");
+        return ram;
+    };
+}
+
+}  // namespace
+
+TEST_CASE("read_snapshot with a target puts the pages straight into it and zeroes the rest") {
+    TempPath file("snapshot-target");
+    auto block = four_page_block();
+    block.resize(6 * kPage);  // data pages 1 and 3; pages 0, 2, 4, 5 zero
     SnapshotData data;
-    data.memory.push_back(plain_memory_block(0, four_page_block(), 0));
-    auto back = decode_snapshot(encoded(data));
+    data.memory.push_back(plain_memory_block(0, block, 0).value());
+    REQUIRE(write_snapshot(file.path, data).has_value());
+    auto ram = shared_ram(6, 0xee);  // stale content everywhere
+    int calls = 0;
+    auto back = read_snapshot(file.path, one_block(ram, calls));
     REQUIRE(back.has_value());
-    CHECK(back->memory[0].pages.size() == 2 * kPage);
-    CHECK(back->memory[0].packed.empty());
-    CHECK(back->input == nullptr);
+    CHECK(calls == 1);
+    const MemoryBlockState& m = back->memory[0];
+    CHECK(m.in_place);
+    CHECK(m.page_indices == std::vector<uint64_t>{1, 3});
+    CHECK(m.pages.empty());
+    CHECK(std::memcmp(ram.data(), block.data(), ram.size()) == 0);
+    ::munmap(ram.data(), ram.size());
+}
+
+TEST_CASE("read_snapshot with a target refuses a flipped page byte and a block the target refuses") {
+    TempPath file("snapshot-target-bad");
+    SnapshotData data;
+    data.memory.push_back(plain_memory_block(0, four_page_block(), 0).value());
+    auto bytes = encoded(data);
+    auto write_bytes = [&](const std::vector<uint8_t>& b) {
+        int fd = ::open(file.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        REQUIRE(fd >= 0);
+        REQUIRE(::write(fd, b.data(), b.size()) == static_cast<ssize_t>(b.size()));
+        ::close(fd);
+    };
+    auto ram = shared_ram(4, 0);
+    int calls = 0;
+    SUBCASE("a flipped byte in a page") {
+        auto bad = bytes;
+        bad[kPage + 5] ^= 0x10;  // inside the first data page: the only section's pages start at byte 4096
+        write_bytes(bad);
+        auto r = read_snapshot(file.path, one_block(ram, calls));
+        REQUIRE_FALSE(r.has_value());
+        CHECK(contains(r.error().message, "checksum mismatch"));
+        CHECK(contains(r.error().message, file.path.c_str()));
+    }
+    SUBCASE("a block of another size") {
+        write_bytes(bytes);
+        auto small = ram.first(2 * kPage);
+        auto r = read_snapshot(file.path, one_block(small, calls));
+        REQUIRE_FALSE(r.has_value());
+        CHECK(contains(r.error().message, "not this block"));
+    }
+    ::munmap(ram.data(), ram.size());
+}
+
+TEST_CASE("plain pages start at a 4 KiB boundary of the file, after zero padding") {
+    SnapshotData data = sample();
+    auto bytes = encoded(data);
+    auto bounds = section_boundaries(bytes);
+    const size_t memory = bounds[7];  // vcpus 2, irqchip, pit, clock, devices 2: the plain block is next
+    const size_t payload = memory + kSectionHeaderSize;
+    uint32_t pad;
+    std::memcpy(&pad, bytes.data() + payload + 28, 4);
+    const size_t pages_at = payload + kMemoryHeadSize + 2 * 8 + pad;
+    CHECK(pad > 0);
+    CHECK(pages_at % kPage == 0);
+    CHECK(std::all_of(bytes.begin() + static_cast<ptrdiff_t>(pages_at - pad),
+                      bytes.begin() + static_cast<ptrdiff_t>(pages_at), [](uint8_t b) { return b == 0; }));
+    auto block = four_page_block();
+    CHECK(std::memcmp(bytes.data() + pages_at, block.data() + kPage, kPage) == 0);  // page 1 comes first
 }
 
 TEST_CASE("a file written from more pieces than one writev takes holds them all, in order") {
@@ -267,6 +369,46 @@ TEST_CASE("a file written from more pieces than one writev takes holds them all,
     ssize_t n = ::read(fd, back.data(), back.size());
     ::close(fd);
     ::unlink(path.c_str());
+    REQUIRE(n == static_cast<ssize_t>(expected.size()));
+    back.resize(expected.size());
+    CHECK(back == expected);
+}
+
+TEST_CASE("page-aligned pieces reach the file whole, around unaligned ones, and bypass the page cache") {
+    TempPath file("pieces-direct");
+    constexpr size_t kPages = 16;
+    void* map = ::mmap(nullptr, kPages * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(map != MAP_FAILED);
+    auto* pages = static_cast<uint8_t*>(map);
+    for (size_t i = 0; i < kPages * kPage; ++i) pages[i] = static_cast<uint8_t>(i * 7 + i / kPage);
+    std::vector<uint8_t> head(100, 0xaa), fill(kPage - 100, 0xbb), tail(10, 0xcc);
+    // head + fill end at 4096, so the pages (one piece, then two) are whole pages at aligned offsets.
+    std::vector<std::span<const uint8_t>> pieces{head, fill, {pages, 10 * kPage}, {pages + 10 * kPage, 6 * kPage}, tail};
+    REQUIRE(write_file_atomically(file.path, pieces, "test file").has_value());
+    std::vector<uint8_t> expected;
+    for (auto p : pieces) expected.insert(expected.end(), p.begin(), p.end());
+    int fd = ::open(file.path.c_str(), O_RDONLY);
+    REQUIRE(fd >= 0);
+    std::vector<uint8_t> back(expected.size() + 1);
+    // Residency first (reading would cache the pages): pages the direct writes wrote are not cached.
+    void* view = ::mmap(nullptr, expected.size(), PROT_READ, MAP_SHARED, fd, 0);
+    REQUIRE(view != MAP_FAILED);
+    std::vector<unsigned char> resident((expected.size() + kPage - 1) / kPage);
+    REQUIRE(::mincore(view, expected.size(), resident.data()) == 0);
+    ::munmap(view, expected.size());
+    struct statfs fs;
+    REQUIRE(::fstatfs(fd, &fs) == 0);
+    int direct = ::open(file.path.c_str(), O_RDONLY | O_DIRECT);
+    if (direct >= 0 && fs.f_type != TMPFS_MAGIC) {  // a file system with direct I/O that is not memory
+        for (size_t page = 1; page <= kPages; ++page) {
+            CAPTURE(page);
+            CHECK((resident[page] & 1) == 0);
+        }
+    }
+    if (direct >= 0) ::close(direct);
+    ssize_t n = ::read(fd, back.data(), back.size());
+    ::close(fd);
+    ::munmap(map, kPages * kPage);
     REQUIRE(n == static_cast<ssize_t>(expected.size()));
     back.resize(expected.size());
     CHECK(back == expected);
@@ -341,10 +483,10 @@ TEST_CASE("a file with another magic is not a Kite snapshot") {
 
 TEST_CASE("a snapshot of another version is refused with both versions named") {
     auto bytes = encoded(sample());
-    bytes[8] = 2;
+    bytes[8] = 1;  // the format before the page padding
     auto e = error_of(bytes);
-    CHECK(contains(e, "unsupported snapshot version 2"));
-    CHECK(contains(e, "version 1"));
+    CHECK(contains(e, "unsupported snapshot version 1"));
+    CHECK(contains(e, "version 2"));
 }
 
 TEST_CASE("bytes after the trailer are refused") {
@@ -373,18 +515,42 @@ TEST_CASE("a memory section claiming more pages than it carries is a section ove
     CHECK(contains(error_of(file), "section overflow"));
 }
 
-TEST_CASE("a plain page index outside its block is refused") {
+namespace {
+
+// A file holding one Plain memory section for a one-page block that lists page `index`, with `pad`
+// bytes of padding, each `pad_byte` (a correct file pads with zeros to the next 4 KiB).
+std::vector<uint8_t> one_page_file(uint64_t index, uint32_t pad, uint8_t pad_byte = 0) {
     ByteWriter w;
     w.u64(0);
     w.u64(kPage);
     w.u64(0);
     w.u32(static_cast<uint32_t>(PageEncoding::Plain));
-    w.u32(0);
+    w.u32(pad);
     w.u64(1);
-    w.u64(1);  // page 1 of a one-page block
+    w.u64(index);
+    w.bytes(std::vector<uint8_t>(pad, pad_byte));
     w.bytes(std::vector<uint8_t>(kPage, 1));
-    auto file = make_file({make_section(SectionType::Memory, w.data())});
-    CHECK(contains(error_of(file), "page index out of range"));
+    return make_file({make_section(SectionType::Memory, w.data())});
+}
+
+const uint32_t kOnePagePad = plain_pages_padding(kSnapshotHeaderSize + kSectionHeaderSize, 1);
+
+}  // namespace
+
+TEST_CASE("a hand-made one-page file with the right padding decodes") {
+    auto r = decode_snapshot(one_page_file(0, kOnePagePad));
+    REQUIRE(r.has_value());
+    CHECK(r->memory[0].pages == std::vector<uint8_t>(kPage, 1));
+}
+
+TEST_CASE("a plain page index outside its block is refused") {
+    CHECK(contains(error_of(one_page_file(1, kOnePagePad)), "page index out of range"));  // page 1 of a one-page block
+}
+
+TEST_CASE("padding that does not align the pages, or is not zero, is refused") {
+    CHECK(contains(error_of(one_page_file(0, 0)), "4 KiB boundary"));
+    CHECK(contains(error_of(one_page_file(0, kOnePagePad - 8)), "4 KiB boundary"));
+    CHECK(contains(error_of(one_page_file(0, kOnePagePad, 0x20)), "padding is not zero"));
 }
 
 TEST_CASE("a sealed record outside its block is refused") {
@@ -423,9 +589,10 @@ TEST_CASE("an unknown section type is refused") {
 TEST_CASE("a trailer whose section count disagrees is refused") {
     auto bytes = encoded(sample());
     auto bounds = section_boundaries(bytes);
-    // Drop the clock section: every remaining checksum is intact, the trailer count is not.
-    std::vector<uint8_t> cut(bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(bounds[4]));
-    cut.insert(cut.end(), bytes.begin() + static_cast<ptrdiff_t>(bounds[5]), bytes.end());
+    // Drop the sealed memory section (the last before the trailer, so the plain pages before it stay
+    // aligned): every remaining checksum is intact, the trailer count is not.
+    std::vector<uint8_t> cut(bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(bounds[8]));
+    cut.insert(cut.end(), bytes.begin() + static_cast<ptrdiff_t>(bounds[9]), bytes.end());
     CHECK(contains(error_of(cut), "section count"));
 }
 
