@@ -19,6 +19,8 @@ set -uo pipefail
 if [[ -n ${SANDBOX-} ]]; then . ./lib.sh; else . "$(dirname "${BASH_SOURCE[0]}")/../tests/e2e/lib.sh"; fi
 # map_unmap_us: the median round trip of the shmem-backend "bench" lines on stdin.
 map_unmap_us() { sed -n 's/.*median_map_unmap_us=\([0-9.]*\).*/\1/p'; }
+# floor_us: the same lines' floor (the exchange without Kite: socket + fd + two mmaps between two threads).
+floor_us() { sed -n 's/.*floor_map_unmap_us=\([0-9.-]*\).*/\1/p'; }
 
 # ---- on the host: ship this script into the sandbox --------------------------------------------------
 if [[ -z ${SANDBOX-} ]]; then
@@ -69,8 +71,10 @@ if [[ -z ${SANDBOX-} ]]; then
     echo "## SHMEM_MAP + SHMEM_UNMAP on the host's /dev/kvm (PVM): $BENCH_RUNS x 500 round trips each"
     for kind in bench bench-vary; do
       mid=$(grep -a "shmem-backend: $kind rounds" "$host/backend.log" | map_unmap_us | median)
+      floor=$(grep -a "shmem-backend: $kind rounds" "$host/backend.log" | floor_us | median)
       target=""; [[ $kind == bench ]] && target=" (target <= 50)"
-      echo "BENCH shmem map+unmap host${kind#bench} median_us=$mid$target"
+      echo "BENCH shmem map+unmap host${kind#bench} median_us=$mid$target; floor without kite ${floor} us," \
+           "kite/floor $(ratio "$mid" "$floor")"
     done
     grep -a 'shmem-backend: bench' "$host/backend.log" | sed 's/^/## /'
     rm -rf "$host"
@@ -88,8 +92,6 @@ work=$(mktemp -d)
 started=()
 trap 'for p in "${started[@]}"; do kill "$p" 2>/dev/null; done' EXIT
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.3f", a / b; else print "nan" }'; }
-value() { tr -d '\r' < "$1" | grep -a -o "^$2=[^ ]*" | tail -n1 | cut -d= -f2-; }
 wait_for() { local tries=$(($1 * 5)); shift; until "$@"; do tries=$((tries - 1)); [[ $tries -gt 0 ]] || return 1; sleep 0.2; done; }
 
 img=$work/disk.img
@@ -137,7 +139,7 @@ for ((i = 1; i <= RUNS; i++)); do
     kind=${kinds[(i - 1 + k) % ${#kinds[@]}]}
     log=$work/$kind.$i.log
     "run_$kind" "$log"
-    w=$(value "$log" KITE-BENCH-WRITE-MBS) r=$(value "$log" KITE-BENCH-READ-MBS)
+    w=$(log_value "$log" KITE-BENCH-WRITE-MBS) r=$(log_value "$log" KITE-BENCH-READ-MBS)
     echo "## run $i $kind: write ${w:-?} MB/s, read ${r:-?} MB/s"
     [[ -n $w && -n $r ]] || { echo "## $kind run $i failed; its log:"; tr -d '\r' < "$log" | tail -n 20 | sed 's/^/##   /'; }
     echo "${w:-nan}" >> "$work/$kind.write"
@@ -181,7 +183,10 @@ trip=$(map_unmap_us <<<"$line")
 vline=$(grep -a 'shmem-backend: bench-vary rounds' "$work/shm.log" | tail -n1)
 vtrip=$(map_unmap_us <<<"$vline")
 if [[ -n $trip ]]; then
+  floor=$(floor_us <<<"$line")
   echo "BENCH shmem map+unmap median_us=$trip (target <= 50) [${line#shmem-backend: bench }]"
+  echo "BENCH shmem map+unmap floor on this machine without kite (socket + fd + two mmaps between two threads)" \
+       "median_us=${floor:-nan}, kite/floor $(ratio "$trip" "${floor:-0}")"
   echo "BENCH shmem map+unmap, length alternating (a new memslot every map) median_us=${vtrip:-nan}" \
        "[${vline#shmem-backend: bench-vary }]"
 else

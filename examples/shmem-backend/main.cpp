@@ -6,20 +6,24 @@
 //   - on SIGUSR1 (toggles map/unmap),
 //   - on stdin lines "map", "unmap", "bench N", "bench N vary", "quit".
 // "bench N" (or --bench N after the automatic map) times N SHMEM_MAP + SHMEM_UNMAP round trips of one page
-// at one place and prints the medians in microseconds; "bench N vary" alternates one and two pages.
+// at one place and prints the medians in microseconds; "bench N vary" alternates one and two pages. Each
+// also prints the machine's floor for the same exchange without Kite (floor_map_unmap_us).
 //
 //   shmem-backend --socket-path /tmp/shm.sock --auto-map --bench 200
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -61,6 +65,77 @@ double median_us(std::vector<double> samples) {
     if (samples.empty()) return 0;
     std::sort(samples.begin(), samples.end());
     return samples[samples.size() / 2];
+}
+
+double us_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+    return std::chrono::duration<double, std::micro>(b - a).count();
+}
+
+// The floor under a SHMEM_MAP + SHMEM_UNMAP round trip on this machine, without Kite: the same two
+// exchanges over a Unix socket (a header-sized message carrying the fd, then one without, each answered
+// by a reply) with a thread of this process that does the least any front-end must: map the fd over a
+// reserved page, then put anonymous memory back. Median microseconds of `rounds`, or -1 on an error.
+double floor_map_unmap_us(unsigned rounds, int memfd) {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return -1;
+    UniqueFd ours(sv[0]), theirs(sv[1]);
+    void* page = ::mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (page == MAP_FAILED) return -1;
+    std::thread peer([fd = theirs.get(), page] {
+        uint8_t msg[40];
+        for (;;) {
+            alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+            iovec iov{msg, sizeof msg};
+            msghdr mh{};
+            mh.msg_iov = &iov;
+            mh.msg_iovlen = 1;
+            mh.msg_control = control;
+            mh.msg_controllen = sizeof control;
+            if (::recvmsg(fd, &mh, MSG_CMSG_CLOEXEC) != sizeof msg) return;
+            cmsghdr* c = CMSG_FIRSTHDR(&mh);
+            void* at = MAP_FAILED;
+            if (c != nullptr && c->cmsg_type == SCM_RIGHTS) {
+                int passed;
+                std::memcpy(&passed, CMSG_DATA(c), sizeof passed);
+                at = ::mmap(page, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, passed, 0);
+                ::close(passed);
+            } else {
+                at = ::mmap(page, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+            }
+            uint64_t reply = at == MAP_FAILED ? 1 : 0;
+            if (::send(fd, &reply, sizeof reply, MSG_NOSIGNAL) != sizeof reply) return;
+        }
+    });
+    auto exchange = [&](int fd_to_pass) {
+        uint8_t msg[40] = {};
+        iovec iov{msg, sizeof msg};
+        msghdr mh{};
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+        if (fd_to_pass >= 0) {
+            mh.msg_control = control;
+            mh.msg_controllen = sizeof control;
+            cmsghdr* c = CMSG_FIRSTHDR(&mh);
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN(sizeof(int));
+            std::memcpy(CMSG_DATA(c), &fd_to_pass, sizeof fd_to_pass);
+        }
+        uint64_t reply = 1;
+        return ::sendmsg(ours.get(), &mh, MSG_NOSIGNAL) == sizeof msg &&
+               ::recv(ours.get(), &reply, sizeof reply, MSG_WAITALL) == sizeof reply && reply == 0;
+    };
+    std::vector<double> trips;
+    for (unsigned i = 0; i < rounds; ++i) {
+        auto t0 = std::chrono::steady_clock::now();
+        if (!exchange(memfd) || !exchange(-1)) break;
+        trips.push_back(us_between(t0, std::chrono::steady_clock::now()));
+    }
+    ::shutdown(ours.get(), SHUT_RDWR);  // the peer's recvmsg returns 0 and it ends
+    peer.join();
+    ::munmap(page, 4096);
+    return trips.size() == rounds ? median_us(trips) : -1;
 }
 
 class Demo {
@@ -113,12 +188,14 @@ public:
                              (!mapped ? mapped.error() : unmapped.error()).message.c_str());
                 return;
             }
-            maps.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
-            unmaps.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
-            trips.push_back(std::chrono::duration<double, std::micro>(t2 - t0).count());
+            maps.push_back(us_between(t0, t1));
+            unmaps.push_back(us_between(t1, t2));
+            trips.push_back(us_between(t0, t2));
         }
-        std::printf("shmem-backend: bench%s rounds=%u median_map_us=%.1f median_unmap_us=%.1f median_map_unmap_us=%.1f\n",
-                    vary ? "-vary" : "", rounds, median_us(maps), median_us(unmaps), median_us(trips));
+        std::printf("shmem-backend: bench%s rounds=%u median_map_us=%.1f median_unmap_us=%.1f median_map_unmap_us=%.1f "
+                    "floor_map_unmap_us=%.1f\n",
+                    vary ? "-vary" : "", rounds, median_us(maps), median_us(unmaps), median_us(trips),
+                    floor_map_unmap_us(rounds, memfd_.get()));
         std::fflush(stdout);
     }
 

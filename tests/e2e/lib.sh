@@ -232,7 +232,7 @@ restore_times() {
        "$(grep -o -E 'applied in [0-9.]+' <<<"$line" | awk '{print $NF}')"
 }
 
-# log_value LOG KEY : the value of the last "KEY=value" line in LOG.
-log_value() { grep -a -o "^$2=[^ ]*" "$1" | tail -n1 | cut -d= -f2-; }
+# log_value LOG KEY : the value of the last "KEY=value" line in LOG (a serial console's carriage returns dropped).
+log_value() { tr -d '\r' < "$1" | grep -a -o "^$2=[^ ]*" | tail -n1 | cut -d= -f2-; }
 # log_has LOG FIXED-STRING
 log_has() { grep -a -q -F -- "$2" "$1"; }
