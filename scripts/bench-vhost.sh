@@ -12,7 +12,7 @@
 #
 #   scripts/bench-vhost.sh     # KITE_BIN (default build/vmm/kite), SHMEM_BACKEND_BIN (default next to it)
 #
-# Environment: BENCH_RUNS (5), BENCH_MB (64), BENCH_SHMEM_ROUNDS (200), KITE_BIN, SHMEM_BACKEND_BIN and
+# Environment: BENCH_RUNS (5), BENCH_MB (256), BENCH_SHMEM_ROUNDS (200), KITE_BIN, SHMEM_BACKEND_BIN and
 # scripts/sandbox.sh's SANDBOX_* variables. Results are the "BENCH ..." lines.
 set -uo pipefail
 # median (and the rest of the e2e helpers): lib.sh is shipped next to this script into the sandbox.
@@ -34,7 +34,7 @@ if [[ -z ${SANDBOX-} ]]; then
     [[ -x $b ]] || { echo "bench-vhost: no executable $b (build kite and shmem-backend, or set KITE_BIN / SHMEM_BACKEND_BIN)" >&2; exit 2; }
   done
   export SANDBOX_BINS="${SANDBOX_BINS-} $backend"
-  export BENCH_RUNS=${BENCH_RUNS:-5} BENCH_MB=${BENCH_MB:-64} BENCH_SHMEM_ROUNDS=${BENCH_SHMEM_ROUNDS:-200}
+  export BENCH_RUNS=${BENCH_RUNS:-5} BENCH_MB=${BENCH_MB:-256} BENCH_SHMEM_ROUNDS=${BENCH_SHMEM_ROUNDS:-200}
   log=${SANDBOX_LOG:-$ROOT/.cache/sandbox/bench-vhost.log}
   set +e
   SANDBOX_LOG=$log scripts/sandbox.sh scripts/bench-vhost.sh tests/e2e/lib.sh | grep -a -E '^(BENCH|##)'
@@ -84,7 +84,7 @@ fi
 
 # ---- in the sandbox ------------------------------------------------------------------------------------
 RUNS=${BENCH_RUNS:-5}
-MB=${BENCH_MB:-64}
+MB=${BENCH_MB:-256}
 ROUNDS=${BENCH_SHMEM_ROUNDS:-200}
 TIMEOUT=300
 CMDLINE="console=ttyS0 quiet panic=-1"
