@@ -59,6 +59,11 @@ Result<std::shared_ptr<VirtioMmioTransport>> VmBuilder::add_transport(std::share
             !ok)
             return std::unexpected(ok.error());
     }
+    if (int sink = (*transport)->used_ack_sink_fd(); sink >= 0)
+        if (auto ok = fd.register_ioeventfd(sink, base.value() + VirtioMmioTransport::kInterruptAckOffset, 4,
+                                            VirtioMmioTransport::kInterruptUsedBuffer, false);
+            !ok)
+            return std::unexpected(ok.error());
     if (auto ok = fd.register_irqfd((*transport)->irq_fd(), *irq); !ok) return std::unexpected(ok.error());
     if (auto ok = vm_->mmio().insert(*transport, base.value(), VirtioMmioTransport::kWindowSize); !ok)
         return std::unexpected(ok.error());

@@ -45,7 +45,8 @@ enum Reg : uint64_t {
     kConfigGeneration = 0x0fc,
 };
 
-constexpr uint32_t kInterruptUsedBuffer = 1;
+static_assert(kInterruptAck == VirtioMmioTransport::kInterruptAckOffset);
+constexpr uint32_t kInterruptUsedBuffer = VirtioMmioTransport::kInterruptUsedBuffer;
 constexpr uint32_t kInterruptConfigChange = 2;
 
 GuestAddress with_low(GuestAddress a, uint32_t low) { return GuestAddress((a.value() & ~0xffffffffull) | low); }
@@ -80,6 +81,11 @@ Result<std::shared_ptr<VirtioMmioTransport>> VirtioMmioTransport::create(std::sh
     auto irq = make_eventfd();
     if (!irq) return std::unexpected(irq.error());
     t->irq_fd_ = std::move(*irq);
+    if (t->device_->interrupt_status_always_used()) {
+        auto sink = make_eventfd();
+        if (!sink) return std::unexpected(sink.error());
+        t->used_ack_sink_ = std::move(*sink);
+    }
     return t;
 }
 

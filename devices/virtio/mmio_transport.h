@@ -9,6 +9,14 @@
 // directly. Notifications: one eventfd per queue (kick_fd(q)); the VMM registers each as a KVM
 // ioeventfd at base + kQueueNotifyOffset, 4 bytes, datamatch q. A QueueNotify write that still reaches
 // the transport (no ioeventfd) is forwarded by writing the eventfd.
+//
+// A device whose InterruptStatus always reports a used buffer (vhost-user: its back-end signals KVM
+// directly, so Kite cannot tell) has nothing to clear when the driver acknowledges that bit alone, and
+// Linux's driver does so once per interrupt. For such a device the transport also owns
+// used_ack_sink_fd(), an eventfd nobody reads, which the VMM registers as a KVM ioeventfd at
+// base + kInterruptAckOffset, 4 bytes, datamatch kInterruptUsedBuffer: KVM absorbs exactly that write,
+// sparing the guest an exit to the VMM per interrupt. Any other value (a config change to acknowledge)
+// still reaches write().
 #pragma once
 
 #include <atomic>
@@ -32,6 +40,8 @@ class VirtioMmioTransport final : public BusDevice,
                                   public std::enable_shared_from_this<VirtioMmioTransport> {
 public:
     static constexpr uint64_t kQueueNotifyOffset = 0x50;
+    static constexpr uint64_t kInterruptAckOffset = 0x64;
+    static constexpr uint32_t kInterruptUsedBuffer = 1;
     static constexpr uint64_t kConfigOffset = 0x100;
     // Size of the MMIO window to register on the bus and describe in ACPI / virtio_mmio.device=.
     static constexpr uint64_t kWindowSize = 0x1000;
@@ -48,6 +58,8 @@ public:
     int kick_fd(unsigned queue) const { return queue < kick_fds_.size() ? kick_fds_[queue].get() : -1; }
     unsigned num_queues() const { return static_cast<unsigned>(kick_fds_.size()); }
     int irq_fd() const { return irq_fd_.get(); }
+    // -1 unless the device's InterruptStatus always reports a used buffer (see the top of this file).
+    int used_ack_sink_fd() const { return used_ack_sink_.get(); }
     VirtioDevice& device() { return *device_; }
 
     // BusDevice (vCPU threads). guest-controlled: offset, width and value.
@@ -89,6 +101,7 @@ private:
     asio::io_context& io_;
     std::vector<UniqueFd> kick_fds_;
     UniqueFd irq_fd_;
+    UniqueFd used_ack_sink_;
     LogLimit log_;
 
     std::mutex mutex_;  // guards everything below except the atomics

@@ -272,6 +272,31 @@ TEST_CASE("a used-buffer interrupt sets bit 0 until the driver acknowledges it")
     CHECK(eventfd_count(f.transport->irq_fd()) == 1);
 }
 
+TEST_CASE("only a device whose status always reports a used buffer gets an InterruptACK sink") {
+    // RecordingDevice tracks its interrupts: every acknowledgement must reach the transport.
+    Fixture f;
+    CHECK(f.transport->used_ack_sink_fd() == -1);
+
+    // A device that cannot tell (vhost-user): acknowledging bit 0 alone changes nothing, so KVM may absorb
+    // that write (the VMM registers the sink as an ioeventfd with datamatch 1); the status stays the same.
+    class AlwaysUsed : public RecordingDevice {
+    public:
+        bool interrupt_status_always_used() const override { return true; }
+    };
+    HeapMemory mem{1 << 20};
+    asio::io_context io;
+    auto t = *VirtioMmioTransport::create(std::make_shared<AlwaysUsed>(), mem, io);
+    REQUIRE(t->used_ack_sink_fd() >= 0);
+    MmioDriver driver{*t};
+    CHECK(driver.read32(0x060) == VirtioMmioTransport::kInterruptUsedBuffer);
+    driver.write32(VirtioMmioTransport::kInterruptAckOffset, VirtioMmioTransport::kInterruptUsedBuffer);
+    CHECK(driver.read32(0x060) == VirtioMmioTransport::kInterruptUsedBuffer);
+    t->signal_config_change();  // bit 1 is tracked as ever and is cleared only by an ACK that reaches write()
+    CHECK(driver.read32(0x060) == 3);
+    driver.write32(VirtioMmioTransport::kInterruptAckOffset, 3);
+    CHECK(driver.read32(0x060) == VirtioMmioTransport::kInterruptUsedBuffer);
+}
+
 TEST_CASE("a config change bumps ConfigGeneration and sets interrupt bit 1") {
     Fixture f;
     uint32_t before = f.driver.read32(0xfc);
