@@ -38,6 +38,7 @@ constexpr ScalarFlag kScalarFlags[] = {
     {"--api-socket", "api-socket", "PATH", "Serve the JSON control API on this socket"},
     {"--restore", "restore", "FILE", "Resume this snapshot instead of booting"},
     {"--log-level", "log-level", "LEVEL", "trace | debug | info | warn | error | critical | off"},
+    {"--seccomp", "seccomp", "MODE", "on | log | off: the system-call filter (default on)"},
 };
 
 struct DeviceFlag {

@@ -17,6 +17,9 @@ enum class BootProtocol { Auto, BzImage, Pvh };
 // How the guest learns where the virtio-mmio transports are: ACPI DSDT entries (LNRO0005, what the stock
 // kernel uses), or virtio_mmio.device= parameters on the kernel command line (kernels without ACPI).
 enum class VirtioDiscovery { Acpi, Cmdline };
+// The system-call filter Kite puts on itself before the guest runs (vmm/seccomp.h). On: enforced; Log:
+// calls outside the allowlist are only logged by the kernel; Off: none.
+enum class SeccompMode { On, Log, Off };
 
 // Where a character device's output goes. Input (serial, console) comes from stdin only in Stdio mode.
 struct OutputConfig {
@@ -100,6 +103,7 @@ struct VmConfig {
     std::string control_socket;         // JSON control API; empty = none
     std::string restore;                // snapshot file to resume from; empty = fresh boot
     std::string log_level = "warn";     // trace | debug | info | warn | error | critical | off
+    SeccompMode seccomp = SeccompMode::On;  // the system-call filter (vmm/seccomp.h)
 };
 
 // The config-file name of a device's kind: "block", "net", "vhost-user-fs", ...

@@ -31,7 +31,7 @@ constexpr uint64_t kMaxConfigSpace = 256;  // vhost-user's largest GET_CONFIG pa
 constexpr std::string_view kVmKeys[] = {"vcpus",    "memory",        "kernel",      "initrd",
                                         "cmdline",  "boot-protocol", "serial",      "log-level",
                                         "devices",  "vhost-trace",   "api-socket",  "restore",
-                                        "virtio-discovery"};
+                                        "virtio-discovery", "seccomp"};
 constexpr std::string_view kMemoryKeys[] = {"size", "hugepages"};
 constexpr std::string_view kKinds[] = {"block",          "net",           "rng",       "console",
                                        "vhost-user-blk", "vhost-user-fs", "vhost-user"};
@@ -273,6 +273,13 @@ Result<void> set_vm_field(VmConfig& config, std::string_view key, std::string_vi
         return {};
     }
     if (key == "vhost-trace") return assign(config.vhost_trace, parse_bool(value));
+    if (key == "seccomp") {
+        if (value == "on") config.seccomp = SeccompMode::On;
+        else if (value == "log") config.seccomp = SeccompMode::Log;
+        else if (value == "off") config.seccomp = SeccompMode::Off;
+        else return fail("expected on, log or off, got " + quote_value(value));
+        return {};
+    }
     if (key == "api-socket") return assign(config.control_socket, socket_value(value, context));
     if (key == "restore") return assign(config.restore, path_value(value, context));
     if (key == "devices") return fail("expected a list of devices");

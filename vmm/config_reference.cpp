@@ -23,6 +23,9 @@ std::string_view config_reference() {
   serial: stdio              stdio | off | {file: serial.log}   (also file:serial.log)
   log-level: warn            trace | debug | info | warn | error | critical | off
   vhost-trace: false         print every vhost-user message, decoded
+  seccomp: on                on | log | off. on: before the guest runs, Kite filters its own system calls
+                             to what a running VMM needs (no exec, ptrace, mounts, modules, BPF, ...);
+                             log: the kernel only logs calls outside the list; off: no filter
   api-socket: kite.sock      JSON control API socket (default none)
   restore: vm.snap           resume this snapshot instead of booting
   devices:                   in order; each entry names one device type

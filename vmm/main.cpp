@@ -14,6 +14,7 @@
 #include "vmm/builder.h"
 #include "vmm/cli.h"
 #include "vmm/control_client.h"
+#include "vmm/seccomp.h"
 #include "vmm/snapshot/snapshot.h"
 #include "vmm/vm_control.h"
 #include "vmm/vm_snapshot.h"
@@ -102,6 +103,12 @@ int main(int argc, char** argv) {
     if (!config.restore.empty() && !restore(**vm, config.restore)) return kExitConfigError;
     if (auto r = kite::attach_control(**vm, config); !r) {
         std::fprintf(stderr, "kite: %s\n", r.error().message.c_str());
+        return kExitConfigError;
+    }
+    // Last before the guest runs: everything above may open files and create the VM unfiltered.
+    if (auto r = kite::install_seccomp(config.seccomp); !r) {
+        std::fprintf(stderr, "kite: %s (run with --seccomp off to go without the filter)\n",
+                     r.error().message.c_str());
         return kExitConfigError;
     }
     return (*vm)->run();

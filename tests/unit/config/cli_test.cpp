@@ -248,3 +248,13 @@ TEST_CASE("--virtio-discovery picks ACPI or command-line discovery and refuses a
     REQUIRE_FALSE(bad.has_value());
     CHECK(bad.error().message.find("expected acpi or cmdline") != std::string::npos);
 }
+
+TEST_CASE("--seccomp is on by default, takes log or off, and refuses anything else") {
+    Assets assets;
+    CHECK(cli_ok({"run", "--kernel", assets.kernel}).config.seccomp == SeccompMode::On);
+    CHECK(cli_ok({"run", "--kernel", assets.kernel, "--seccomp", "log"}).config.seccomp == SeccompMode::Log);
+    CHECK(cli_ok({"run", "--kernel", assets.kernel, "--seccomp", "off"}).config.seccomp == SeccompMode::Off);
+    auto bad = cli({"run", "--kernel", assets.kernel, "--seccomp", "strict"});
+    REQUIRE_FALSE(bad.has_value());
+    CHECK(bad.error().message.find("expected on, log or off") != std::string::npos);
+}

@@ -180,6 +180,13 @@ TEST_CASE("virtio-discovery takes acpi or cmdline") {
     CHECK(error_of("kernel: k\nvirtio-discovery: dsdt\n") == "vm.yaml:2:19: virtio-discovery: expected acpi or cmdline, got 'dsdt'");
 }
 
+TEST_CASE("seccomp takes on, log or off") {
+    auto config = parse_config("kernel: k\nseccomp: off\n", "vm.yaml", "/vm", ParseOptions{.check_files = false});
+    REQUIRE(config.has_value());
+    CHECK(config->seccomp == SeccompMode::Off);
+    CHECK(error_of("kernel: k\nseccomp: yes\n") == "vm.yaml:2:10: seccomp: expected on, log or off, got 'yes'");
+}
+
 TEST_CASE("memory.shared is not a key: guest RAM is always shared") {
     CHECK(error_of("kernel: k\nmemory: {size: 1G, shared: true}\n").starts_with("vm.yaml:2:20: memory.shared: unknown key"));
 }
