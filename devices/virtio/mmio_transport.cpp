@@ -46,7 +46,6 @@ enum Reg : uint64_t {
 };
 
 static_assert(kInterruptAck == VirtioMmioTransport::kInterruptAckOffset);
-constexpr uint32_t kInterruptUsedBuffer = VirtioMmioTransport::kInterruptUsedBuffer;
 constexpr uint32_t kInterruptConfigChange = 2;
 
 GuestAddress with_low(GuestAddress a, uint32_t low) { return GuestAddress((a.value() & ~0xffffffffull) | low); }
