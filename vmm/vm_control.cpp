@@ -44,8 +44,10 @@ struct Snapshotter {
         // goes on running resumes before they are written.
         auto data = capture(request, report);
         const bool resume_early = data && then == AfterSnapshot::Resume && request.via == SnapshotVia::Mirror;
-        if (resume_early) vm.resume();
-        if (!was_paused) report.pause_ms = ms_since(paused_at);
+        if (resume_early) {
+            vm.resume();
+            if (!was_paused) report.pause_ms = ms_since(paused_at);
+        }
         auto written = data ? write(request, *data, report) : Result<void>(std::unexpected(data.error()));
         if (!written) {
             // A failed snapshot leaves the VM as it was.
