@@ -245,17 +245,16 @@ Result<MemoryBlockState> read_memory(SnapshotSource& in, uint64_t length, uint64
         if (!dest) return std::unexpected(dest.error());
         if (dest->size() != m.size) return fail(what + ": the VM's RAM block is not the block's size");
         uint64_t next = 0;  // the first page not yet written
-        for (size_t n = 0; n < count;) {
-            size_t run = 1;
-            while (n + run < count && m.page_indices[n + run] == m.page_indices[n] + run) ++run;
-            const uint64_t first = m.page_indices[n];
+        Result<void> read{};
+        for_each_page_run(m.page_indices, [&](size_t, uint64_t first, size_t run) {
+            if (!read) return;
             zero_guest_pages(dest->subspan(next * kPage, (first - next) * kPage));
             auto pages = dest->subspan(first * kPage, run * kPage);
-            if (auto r = in.read_pages(pages); !r) return std::unexpected(r.error());
+            read = in.read_pages(pages);
             crc = crc32c({reinterpret_cast<const uint8_t*>(pages.data()), pages.size()}, crc);
             next = first + run;
-            n += run;
-        }
+        });
+        if (!read) return std::unexpected(read.error());
         zero_guest_pages(dest->subspan(next * kPage));
         m.in_place = true;
     } else if (auto lent = copy_pages ? std::nullopt : in.lend(count * kPage)) {

@@ -121,12 +121,8 @@ SnapshotPieces memory_payload(const MemoryBlockState& m, uint64_t at) {
         } else {
             // Straight from guest RAM, one span per run of consecutive pages.
             auto* base = reinterpret_cast<const uint8_t*>(m.borrowed.data());
-            for (size_t n = 0; n < m.page_indices.size();) {
-                size_t run = 1;
-                while (n + run < m.page_indices.size() && m.page_indices[n + run] == m.page_indices[n] + run) ++run;
-                list.ref({base + m.page_indices[n] * kPage, run * kPage});
-                n += run;
-            }
+            for_each_page_run(m.page_indices,
+                              [&](size_t, uint64_t first, size_t count) { list.ref({base + first * kPage, count * kPage}); });
         }
     } else {
         w.u32(0);
@@ -299,12 +295,11 @@ Result<MemoryBlockState> plain_memory_block(uint64_t ram_offset, std::span<const
 void restore_plain_memory_block(const MemoryBlockState& state, std::span<std::byte> block) {
     const uint8_t* pages = plain_pages(state).data();
     uint64_t next = 0;  // the first page not yet written
-    for (size_t n = 0; n < state.page_indices.size(); ++n) {
-        uint64_t index = state.page_indices[n];
-        zero_guest_pages(block.subspan(next * kPage, (index - next) * kPage));
-        std::memcpy(block.data() + index * kPage, pages + n * kPage, kPage);
-        next = index + 1;
-    }
+    for_each_page_run(state.page_indices, [&](size_t n, uint64_t first, size_t count) {
+        zero_guest_pages(block.subspan(next * kPage, (first - next) * kPage));
+        std::memcpy(block.data() + first * kPage, pages + n * kPage, count * kPage);
+        next = first + count;
+    });
     zero_guest_pages(block.subspan(next * kPage));
 }
 

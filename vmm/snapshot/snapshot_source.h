@@ -39,6 +39,18 @@ protected:
 // can) or copied into `pages`.
 Result<SnapshotData> decode_from(SnapshotSource& in, const MemoryTarget& target, bool copy_pages);
 
+// Calls fn(n, first, count) for each run of consecutive page numbers in `indices` (strictly increasing):
+// indices[n] == first, and the run covers pages first .. first + count - 1.
+template <class Fn>
+void for_each_page_run(std::span<const uint64_t> indices, Fn fn) {
+    for (size_t n = 0; n < indices.size();) {
+        size_t count = 1;
+        while (n + count < indices.size() && indices[n + count] == indices[n] + count) ++count;
+        fn(n, indices[n], count);
+        n += count;
+    }
+}
+
 // Zeroes guest pages: shared memory (guest RAM) drops them (MADV_REMOVE) without touching them, other
 // memory is cleared by hand (snapshot_encode.cpp).
 void zero_guest_pages(std::span<std::byte> pages);
