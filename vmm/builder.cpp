@@ -1,12 +1,17 @@
 #include "vmm/builder.h"
 
 #include <fmt/format.h>
+#include <linux/kvm.h>
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
+
+#include <algorithm>
 
 #include "devices/legacy/acpi_pm.h"
 #include "devices/legacy/debug_exit.h"
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/serial.h"
+#include "devices/virtio/mmio_transport.h"
 #include "vmm/boot/x86_boot.h"
 #include "vmm/cpuid.h"
 #include "vmm/host_console.h"
@@ -97,9 +102,36 @@ Result<void> VmBuilder::setup_memory() {
     }
     uint32_t slot = 0;
     for (const auto& region : ram.regions()) {
+        if (slot == kRegisterPagesMemslot) return fail("memory: too many RAM ranges for the memslots kept for RAM");
         if (auto r = vm_->vm_fd().set_user_memory_region(slot++, region.gpa.value(), region.size, region.host); !r)
             return r;
     }
+    return map_register_pages();
+}
+
+// One read-only memslot over the windows of all virtio-mmio transports, backed by one register page
+// each (devices/virtio/mmio_transport.h): the guest reads registers without an exit. Set up here, with the
+// RAM memslots and before the irqchip, where a memslot change costs no SRCU wait. Without
+// KVM_CAP_READONLY_MEM every register access exits, as before.
+Result<void> VmBuilder::map_register_pages() {
+    const size_t count = std::min<size_t>(config_.devices.size(), kVirtioMmioMaxDevices);
+    if (count == 0) return {};
+    const VmFd& fd = vm_->vm_fd();
+    auto readonly = fd.check_extension(KVM_CAP_READONLY_MEM);
+    if (!readonly || *readonly <= 0) {
+        spdlog::info("KVM lacks read-only memslots: every virtio-mmio register read exits to Kite");
+        return {};
+    }
+    const uint64_t len = count * VirtioMmioTransport::kWindowSize;
+    static_assert(VirtioMmioTransport::kWindowSize == kVirtioMmioStride);  // the windows are contiguous
+    void* host = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (host == MAP_FAILED) return std::unexpected(errno_error("mmap of the virtio-mmio register pages"));
+    auto pages = std::make_shared<HostMapping>(host, len);
+    if (auto r = fd.set_user_memory_region(kRegisterPagesMemslot, virtio_mmio_base(0).value(), len, host,
+                                           KVM_MEM_READONLY);
+        !r)
+        return r;
+    register_pages_ = std::move(pages);
     return {};
 }
 

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "memory/error.h"
+#include "memory/host_mapping.h"
 #include "memory/x86_layout.h"
 #include "vmm/acpi/tables.h"
 #include "vmm/boot/boot_state.h"
@@ -30,6 +31,7 @@ private:
     Result<void> create_vm();
     Result<void> create_irqchip();
     Result<void> setup_memory();
+    Result<void> map_register_pages();
     Result<void> attach_legacy_devices();
     Result<void> attach_devices();  // vmm/builder_devices.cpp, as are the attach() steps
     Result<void> write_acpi_tables();
@@ -51,8 +53,14 @@ private:
     Result<std::shared_ptr<VirtioMmioTransport>> add_transport(std::shared_ptr<VirtioDevice> device);
     Result<void> shm_memslots();  // creates shm_memslots_ on first use
 
+    // Memslots below kRegisterPagesMemslot are RAM's (one per RAM range); that one maps the virtio-mmio
+    // register pages; shared-memory mappings take the ones from kFirstShmMemslot on.
+    static constexpr uint32_t kRegisterPagesMemslot = 15;
+    static constexpr uint32_t kFirstShmMemslot = 16;
+
     const VmConfig& config_;
     std::unique_ptr<Vm> vm_;
+    std::shared_ptr<HostMapping> register_pages_;  // one page per transport, in transport order
     std::optional<X86Layout> layout_;
     std::optional<ShmAllocator> shm_allocator_;   // guest space above RAM for VIRTIO shm regions
     std::shared_ptr<ShmMemslots> shm_memslots_;   // memslots of the shm regions' mappings

@@ -26,9 +26,6 @@ namespace kite {
 
 namespace {
 
-// Memslots below this are RAM's (one per RAM range); shared-memory mappings take the ones above.
-constexpr uint32_t kFirstShmMemslot = 16;
-
 Error in_device(const Error& e, const DeviceConfig& device, size_t index) {
     return Error{fmt::format("device {} ({}): {}", index, device_kind_name(device), e.message), e.code};
 }
@@ -52,6 +49,9 @@ Result<std::shared_ptr<VirtioMmioTransport>> VmBuilder::add_transport(std::share
     const GuestAddress base = virtio_mmio_base(index);
     auto transport = VirtioMmioTransport::create(std::move(device), vm_->ram(), vm_->io());
     if (!transport) return std::unexpected(transport.error());
+    if (register_pages_ && (index + 1) * VirtioMmioTransport::kWindowSize <= register_pages_->size())
+        (*transport)->use_register_page(std::shared_ptr<std::byte>(
+            register_pages_, register_pages_->data() + index * VirtioMmioTransport::kWindowSize));
     const VmFd& fd = vm_->vm_fd();
     for (unsigned q = 0; q < (*transport)->num_queues(); ++q) {
         if (auto ok = fd.register_ioeventfd((*transport)->kick_fd(q), base.value() + VirtioMmioTransport::kQueueNotifyOffset,

@@ -3,8 +3,11 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "devices/virtio/asio_loop.h"
+#include <algorithm>
+#include <array>
 #include <cstring>
+
+#include "devices/virtio/asio_loop.h"
 
 #include "devices/virtio/queue.h"
 #include "devices/virtio/spec.h"
@@ -46,6 +49,8 @@ enum Reg : uint64_t {
 };
 
 static_assert(kInterruptAck == VirtioMmioTransport::kInterruptAckOffset);
+static_assert(kInterruptStatus == VirtioMmioTransport::kInterruptStatusOffset);
+static_assert(kConfigGeneration == VirtioMmioTransport::kConfigGenerationOffset);
 constexpr uint32_t kInterruptConfigChange = 2;
 
 GuestAddress with_low(GuestAddress a, uint32_t low) { return GuestAddress((a.value() & ~0xffffffffull) | low); }
@@ -84,7 +89,11 @@ Result<std::shared_ptr<VirtioMmioTransport>> VirtioMmioTransport::create(std::sh
         auto sink = make_eventfd();
         if (!sink) return std::unexpected(sink.error());
         t->used_ack_sink_ = std::move(*sink);
+        t->always_set_interrupt_bits_ = kInterruptUsedBuffer;
     }
+    // Until the VMM hands over a page of its own: one on the heap, for read().
+    auto page = std::make_shared<std::array<uint32_t, kWindowSize / 4>>();
+    t->use_register_page(std::shared_ptr<std::byte>(page, reinterpret_cast<std::byte*>(page->data())));
     return t;
 }
 
@@ -97,11 +106,91 @@ VirtioMmioTransport::VirtioMmioTransport(std::shared_ptr<VirtioDevice> device, G
 VirtioMmioTransport::~VirtioMmioTransport() {
     // The device may hold a reference to this transport as its VirtioInterrupt until it is reset.
     if (device_active_) device_->reset();
+    spdlog::debug("virtio-mmio: device id {}: {} register or config reads exited to Kite", device_->device_id(),
+                  reads_handled());
+}
+
+void VirtioMmioTransport::use_register_page(std::shared_ptr<std::byte> page) {
+    uint32_t status = always_set_interrupt_bits_, generation = 0;
+    if (page_) {
+        status = word(kInterruptStatus).load(std::memory_order_acquire);
+        generation = word(kConfigGeneration).load(std::memory_order_acquire);
+    }
+    page_ = std::move(page);
+    std::memset(page_.get(), 0, kWindowSize);
+    put(kInterruptStatus, status);
+    put(kConfigGeneration, generation);
+    {
+        std::lock_guard lock(mutex_);
+        render_registers_locked();
+    }
+    // Not a change the driver must notice: it has not read this page yet.
+    std::lock_guard lock(config_mutex_);
+    device_->read_config(0, std::span(reinterpret_cast<uint8_t*>(page_.get()) + kConfigOffset, kWindowSize - kConfigOffset));
+}
+
+std::atomic_ref<uint32_t> VirtioMmioTransport::word(uint64_t offset) const {
+    return std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(page_.get() + offset));
+}
+
+// Release: a guest that reads the new value sees everything the transport did before it.
+void VirtioMmioTransport::put(uint64_t offset, uint32_t value) const {
+    word(offset).store(value, std::memory_order_release);
+}
+
+void VirtioMmioTransport::render_registers_locked() {
+    put(kMagicValue, kMagic);
+    put(kVersion, 2);
+    put(kDeviceId, device_->device_id());
+    put(kVendorIdReg, kVendorId);
+    put(kDeviceFeatures,
+        device_features_sel_ < 2 ? uint32_t(device_->device_features() >> (32 * device_features_sel_)) : 0);
+    const QueueConfig none{};
+    const QueueConfig& q = queue_sel_ < queues_.size() ? queues_[queue_sel_].config : none;
+    put(kQueueNumMax, queue_sel_ < queues_.size() ? queues_[queue_sel_].max_size : 0);
+    put(kQueueNum, q.size);
+    put(kQueueReady, q.ready ? 1 : 0);
+    put(kStatus, status_);
+    put(kQueueDescLow, uint32_t(q.desc.value()));
+    put(kQueueDescHigh, uint32_t(q.desc.value() >> 32));
+    put(kQueueDriverLow, uint32_t(q.avail.value()));
+    put(kQueueDriverHigh, uint32_t(q.avail.value() >> 32));
+    put(kQueueDeviceLow, uint32_t(q.used.value()));
+    put(kQueueDeviceHigh, uint32_t(q.used.value() >> 32));
+    // An absent shared memory region reads all-ones in length and base.
+    uint64_t shm_len = ~0ull, shm_base = ~0ull;
+    for (const ShmRegion& r : device_->shm_regions()) {
+        if (r.id != shm_sel_) continue;
+        shm_len = r.size;
+        shm_base = r.base.value();
+    }
+    put(kShmLenLow, uint32_t(shm_len));
+    put(kShmLenHigh, uint32_t(shm_len >> 32));
+    put(kShmBaseLow, uint32_t(shm_base));
+    put(kShmBaseHigh, uint32_t(shm_base >> 32));
+}
+
+void VirtioMmioTransport::render_config(bool changed) {
+    std::array<uint8_t, kWindowSize - kConfigOffset> config{};
+    device_->read_config(0, config);
+    std::lock_guard lock(config_mutex_);
+    std::byte* in_page = page_.get() + kConfigOffset;
+    if (std::memcmp(in_page, config.data(), config.size()) != 0) {
+        // Like a seqlock: a driver whose reads overlap the copy sees the generation change around them.
+        word(kConfigGeneration).fetch_add(1, std::memory_order_acq_rel);
+        std::memcpy(in_page, config.data(), config.size());
+        changed = true;
+    }
+    if (changed) word(kConfigGeneration).fetch_add(1, std::memory_order_acq_rel);
 }
 
 void VirtioMmioTransport::read(uint64_t offset, std::span<uint8_t> data) {
+    reads_handled_.fetch_add(1, std::memory_order_relaxed);
     if (offset >= kConfigOffset) {
-        device_->read_config(offset - kConfigOffset, data);  // device bounds-checks offset and size
+        // guest-controlled: offset and size; bytes past the window read as zero.
+        std::fill(data.begin(), data.end(), 0);
+        if (offset < kWindowSize)
+            std::memcpy(data.data(), page_.get() + offset, std::min<uint64_t>(data.size(), kWindowSize - offset));
         return;
     }
     if (data.size() != 4 || offset % 4 != 0) {
@@ -109,13 +198,15 @@ void VirtioMmioTransport::read(uint64_t offset, std::span<uint8_t> data) {
         std::memset(data.data(), 0, data.size());
         return;
     }
-    uint32_t value = read_register(offset);
+    // Acquire pairs with put() and the fetch_or in signal_*.
+    uint32_t value = word(offset).load(std::memory_order_acquire);
     std::memcpy(data.data(), &value, 4);
 }
 
 void VirtioMmioTransport::write(uint64_t offset, std::span<const uint8_t> data) {
     if (offset >= kConfigOffset) {
         device_->write_config(offset - kConfigOffset, data);
+        render_config(false);
         return;
     }
     if (data.size() != 4 || offset % 4 != 0) {
@@ -127,57 +218,6 @@ void VirtioMmioTransport::write(uint64_t offset, std::span<const uint8_t> data) 
     write_register(offset, value);
 }
 
-uint32_t VirtioMmioTransport::read_register(uint64_t offset) {
-    switch (offset) {
-        case kMagicValue: return kMagic;
-        case kVersion: return 2;
-        case kDeviceId: return device_->device_id();
-        case kVendorIdReg: return kVendorId;
-        case kInterruptStatus: {
-            // Pairs with the fetch_or in signal_used_queue / signal_config_change.
-            uint32_t status = interrupt_status_.load(std::memory_order_acquire);
-            if (device_->interrupt_status_always_used()) status |= kInterruptUsedBuffer;
-            return status;
-        }
-        case kConfigGeneration: return config_generation_.load(std::memory_order_acquire);
-        case kShmLenLow:
-        case kShmLenHigh:
-        case kShmBaseLow:
-        case kShmBaseHigh: {
-            uint32_t sel;
-            {
-                std::lock_guard lock(mutex_);
-                sel = shm_sel_;
-            }
-            for (const ShmRegion& r : device_->shm_regions()) {
-                if (r.id != sel) continue;
-                uint64_t v = (offset == kShmLenLow || offset == kShmLenHigh) ? r.size : r.base.value();
-                return (offset == kShmLenHigh || offset == kShmBaseHigh) ? uint32_t(v >> 32) : uint32_t(v);
-            }
-            return 0xffffffff;  // no such region: length and base read all-ones
-        }
-        default: break;
-    }
-
-    std::lock_guard lock(mutex_);
-    QueueState* q = queue_sel_ < queues_.size() ? &queues_[queue_sel_] : nullptr;
-    switch (offset) {
-        case kDeviceFeatures:
-            return device_features_sel_ < 2 ? uint32_t(device_->device_features() >> (32 * device_features_sel_)) : 0;
-        case kQueueNumMax: return q ? q->max_size : 0;
-        case kQueueNum: return q ? q->config.size : 0;
-        case kQueueReady: return q && q->config.ready ? 1 : 0;
-        case kStatus: return status_;
-        case kQueueDescLow: return q ? uint32_t(q->config.desc.value()) : 0;
-        case kQueueDescHigh: return q ? uint32_t(q->config.desc.value() >> 32) : 0;
-        case kQueueDriverLow: return q ? uint32_t(q->config.avail.value()) : 0;
-        case kQueueDriverHigh: return q ? uint32_t(q->config.avail.value() >> 32) : 0;
-        case kQueueDeviceLow: return q ? uint32_t(q->config.used.value()) : 0;
-        case kQueueDeviceHigh: return q ? uint32_t(q->config.used.value() >> 32) : 0;
-        default: return 0;
-    }
-}
-
 void VirtioMmioTransport::write_register(uint64_t offset, uint32_t value) {
     switch (offset) {
         case kQueueNotify:
@@ -186,15 +226,15 @@ void VirtioMmioTransport::write_register(uint64_t offset, uint32_t value) {
             return;
         case kInterruptAck:
             // Pairs with the fetch_or in signal_used_queue / signal_config_change.
-            interrupt_status_.fetch_and(~value, std::memory_order_acq_rel);
+            word(kInterruptStatus).fetch_and(~(value & ~always_set_interrupt_bits_), std::memory_order_acq_rel);
             return;
         default: break;
     }
 
     std::lock_guard lock(mutex_);
     switch (offset) {
-        case kDeviceFeaturesSel: device_features_sel_ = value; return;
-        case kDriverFeaturesSel: driver_features_sel_ = value; return;
+        case kDeviceFeaturesSel: device_features_sel_ = value; break;
+        case kDriverFeaturesSel: driver_features_sel_ = value; break;
         case kDriverFeatures:
             if (status_ & virtio::kStatusFeaturesOk) {
                 log_.warn("virtio-mmio: DriverFeatures written after FEATURES_OK, ignored");
@@ -203,10 +243,10 @@ void VirtioMmioTransport::write_register(uint64_t offset, uint32_t value) {
             } else if (driver_features_sel_ == 1) {
                 driver_features_ = (driver_features_ & 0xffffffffull) | (uint64_t{value} << 32);
             }
-            return;
-        case kQueueSel: queue_sel_ = value; return;
-        case kShmSel: shm_sel_ = value; return;
-        case kStatus: write_status(value); return;
+            break;
+        case kQueueSel: queue_sel_ = value; break;
+        case kShmSel: shm_sel_ = value; break;
+        case kStatus: write_status(value); break;
         case kQueueNum:
         case kQueueReady:
         case kQueueDescLow:
@@ -214,9 +254,10 @@ void VirtioMmioTransport::write_register(uint64_t offset, uint32_t value) {
         case kQueueDriverLow:
         case kQueueDriverHigh:
         case kQueueDeviceLow:
-        case kQueueDeviceHigh: write_queue_register(offset, value); return;
+        case kQueueDeviceHigh: write_queue_register(offset, value); break;
         default: log_.warn("virtio-mmio: write to read-only or unknown register {:#x} ignored", offset); return;
     }
+    render_registers_locked();
 }
 
 void VirtioMmioTransport::write_queue_register(uint64_t offset, uint32_t value) {
@@ -322,7 +363,7 @@ void VirtioMmioTransport::reset_locked() {
     queue_sel_ = shm_sel_ = 0;
     for (auto& q : queues_) q.config = QueueConfig{};
     device_active_ = false;
-    interrupt_status_.store(0, std::memory_order_release);
+    put(kInterruptStatus, always_set_interrupt_bits_);
     if (!was_active) return;
     std::weak_ptr<VirtioMmioTransport> weak = weak_from_this();
     asio::post(io_, [weak] {
@@ -332,15 +373,15 @@ void VirtioMmioTransport::reset_locked() {
 
 void VirtioMmioTransport::trigger() { signal_eventfd(irq_fd_.get()); }
 
+// Each bit is in the page before the interrupt is raised: the driver's first read sees it.
 void VirtioMmioTransport::signal_used_queue(uint16_t) {
-    // Pairs with the load in the InterruptStatus read.
-    interrupt_status_.fetch_or(kInterruptUsedBuffer, std::memory_order_acq_rel);
+    word(kInterruptStatus).fetch_or(kInterruptUsedBuffer, std::memory_order_acq_rel);
     trigger();
 }
 
 void VirtioMmioTransport::signal_config_change() {
-    config_generation_.fetch_add(1, std::memory_order_acq_rel);  // pairs with the ConfigGeneration read
-    interrupt_status_.fetch_or(kInterruptConfigChange, std::memory_order_acq_rel);
+    render_config(true);
+    word(kInterruptStatus).fetch_or(kInterruptConfigChange, std::memory_order_acq_rel);
     trigger();
 }
 
@@ -349,8 +390,9 @@ void VirtioMmioTransport::needs_reset() {
         std::lock_guard lock(mutex_);
         if (status_ == 0) return;  // the driver reset the device meanwhile: nothing left to flag
         status_ |= virtio::kStatusDeviceNeedsReset;
+        render_registers_locked();
     }
-    interrupt_status_.fetch_or(kInterruptConfigChange, std::memory_order_acq_rel);
+    word(kInterruptStatus).fetch_or(kInterruptConfigChange, std::memory_order_acq_rel);
     trigger();
 }
 

@@ -17,6 +17,20 @@
 // base + kInterruptAckOffset, 4 bytes, datamatch kInterruptUsedBuffer: KVM absorbs exactly that write,
 // sparing the guest an exit to the VMM per interrupt. Any other value (a config change to acknowledge)
 // still reaches write().
+//
+// Register page: the transport keeps every register's current value, and the config space, in one 4 KiB
+// page laid out like the window (register_page()); read() answers from it. The VMM can map that page
+// read-only over the window (a KVM_MEM_READONLY memslot, as QEMU does for a flash chip in ROM mode): the
+// guest's reads then never leave the guest, and its writes still exit (or hit the ioeventfds above),
+// after which the transport updates the page before the vCPU resumes. With the InterruptACK sink above,
+// an interrupt of a vhost-user device costs the guest no exit at all, like MSI-X on PCI.
+// - Reads in virtio-mmio have no side effects, so answering them from memory is exact.
+// - InterruptStatus and ConfigGeneration are words in the page itself, changed by atomic operations, so
+//   the page is never behind the state: a bit is in the page before the interrupt is raised.
+// - The config space is copied in whenever it may change (a config change, a driver's config write,
+//   a restore), between two ConfigGeneration bumps, so the driver's generation check sees every copy.
+// - Selector-dependent registers (DeviceFeatures, the queue registers, the shm registers) are rewritten
+//   after every register write; only register writes change them.
 #pragma once
 
 #include <atomic>
@@ -40,7 +54,9 @@ class VirtioMmioTransport final : public BusDevice,
                                   public std::enable_shared_from_this<VirtioMmioTransport> {
 public:
     static constexpr uint64_t kQueueNotifyOffset = 0x50;
+    static constexpr uint64_t kInterruptStatusOffset = 0x60;
     static constexpr uint64_t kInterruptAckOffset = 0x64;
+    static constexpr uint64_t kConfigGenerationOffset = 0xfc;
     static constexpr uint32_t kInterruptUsedBuffer = 1;
     static constexpr uint64_t kConfigOffset = 0x100;
     // Size of the MMIO window to register on the bus and describe in ACPI / virtio_mmio.device=.
@@ -61,6 +77,13 @@ public:
     // -1 unless the device's InterruptStatus always reports a used buffer (see the top of this file).
     int used_ack_sink_fd() const { return used_ack_sink_.get(); }
     VirtioDevice& device() { return *device_; }
+
+    // Moves the register page into `page` (kWindowSize bytes, 4-byte aligned, kept alive by the pointer):
+    // the VMM maps it read-only over the window. Call before the guest runs.
+    void use_register_page(std::shared_ptr<std::byte> page);
+    std::span<const std::byte> register_page() const { return {page_.get(), kWindowSize}; }
+    // Register and config reads that reached the transport: with the page mapped, only the VMM's own.
+    uint64_t reads_handled() const { return reads_handled_.load(std::memory_order_relaxed); }
 
     // BusDevice (vCPU threads). guest-controlled: offset, width and value.
     void read(uint64_t offset, std::span<uint8_t> data) override;
@@ -88,7 +111,10 @@ private:
 
     VirtioMmioTransport(std::shared_ptr<VirtioDevice> device, GuestMemory& memory, asio::io_context& io);
 
-    uint32_t read_register(uint64_t offset);
+    std::atomic_ref<uint32_t> word(uint64_t offset) const;
+    void put(uint64_t offset, uint32_t value) const;
+    void render_registers_locked();  // every register but InterruptStatus and ConfigGeneration
+    void render_config(bool changed);  // changed: the driver must see a new ConfigGeneration regardless
     void write_register(uint64_t offset, uint32_t value);
     void write_queue_register(uint64_t offset, uint32_t value);
     void write_status(uint32_t value);
@@ -103,6 +129,11 @@ private:
     UniqueFd irq_fd_;
     UniqueFd used_ack_sink_;
     LogLimit log_;
+    // kInterruptUsedBuffer for a device whose status always reports one (see the top), else 0.
+    uint32_t always_set_interrupt_bits_ = 0;
+    std::shared_ptr<std::byte> page_;  // the register page; its words change only through word()/put()
+    std::atomic<uint64_t> reads_handled_{0};
+    std::mutex config_mutex_;  // one config copy into the page at a time (vCPU and VMM threads)
 
     std::mutex mutex_;  // guards everything below except the atomics
     uint32_t status_ = 0;
@@ -113,12 +144,6 @@ private:
     uint32_t shm_sel_ = 0;
     std::vector<QueueState> queues_;
     bool device_active_ = false;  // activate() was posted since the last reset
-
-    // Set by the device (VMM thread) and acked by the driver (vCPU thread): fetch_or in signal_* pairs
-    // with the load in the InterruptStatus read and the fetch_and in the InterruptACK write.
-    std::atomic<uint32_t> interrupt_status_{0};
-    // Bumped by signal_config_change (VMM thread), read by the ConfigGeneration register (vCPU).
-    std::atomic<uint32_t> config_generation_{0};
 };
 
 }  // namespace kite

@@ -75,8 +75,8 @@ std::vector<uint8_t> VirtioMmioTransport::save_state() {
     w.put<uint64_t>(driver_features_);
     w.put<uint32_t>(queue_sel_);
     w.put<uint32_t>(shm_sel_);
-    w.put<uint32_t>(interrupt_status_.load(std::memory_order_acquire));  // pairs with the fetch_or in signal_*
-    w.put<uint32_t>(config_generation_.load(std::memory_order_acquire));  // pairs with signal_config_change
+    w.put<uint32_t>(word(kInterruptStatusOffset).load(std::memory_order_acquire));  // pairs with signal_*
+    w.put<uint32_t>(word(kConfigGenerationOffset).load(std::memory_order_acquire));
     for (const QueueState& q : queues_) {
         w.put<uint16_t>(q.max_size);
         w.put<uint16_t>(q.config.size);
@@ -156,9 +156,9 @@ Result<void> VirtioMmioTransport::restore_state(std::span<const uint8_t> bytes) 
     queue_sel_ = queue_sel;
     shm_sel_ = shm_sel;
     for (size_t i = 0; i < saved.size(); ++i) queues_[i].config = saved[i].config;
-    // Pairs with the loads in the InterruptStatus and ConfigGeneration reads.
-    interrupt_status_.store(interrupt_status, std::memory_order_release);
-    config_generation_.store(config_generation, std::memory_order_release);
+    put(kInterruptStatusOffset, interrupt_status | always_set_interrupt_bits_);
+    put(kConfigGenerationOffset, config_generation);
+    render_registers_locked();
     // A device that had failed (DEVICE_NEEDS_RESET) stays inactive until the driver resets it.
     if ((status & virtio::kStatusDriverOk) && !(status & virtio::kStatusDeviceNeedsReset))
         post_activate_locked(/*restored=*/true);

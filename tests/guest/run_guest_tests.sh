@@ -76,11 +76,13 @@ run_triple_fault
 # The hostile virtio guest (virtio_hostile.c) abuses virtio-mmio transport 0 (an rng) and checks that
 # transport 1 (another rng) keeps serving; transport 2 (a disk) gets the garbage register writes too.
 # Besides the guest's verdict, Kite must have logged what it refused and must not have tripped a sanitizer.
+# The guest reads registers thousands of times: with KVM's read-only memslots none of those reads may
+# have exited to Kite (the register pages of devices/virtio/mmio_transport.h answered them).
 run_hostile() {
     local log="$work/virtio-hostile.log"
     truncate -s 1M "$work/disk.img"
     timeout 300 "$kite" run --kernel "$images/virtio-hostile.elf" --cmdline "console=ttyS0" --memory 64M \
-        --serial stdio --rng --rng --disk "$work/disk.img" > "$log" 2>&1 < /dev/null
+        --serial stdio --rng --rng --disk "$work/disk.img" --log-level debug > "$log" 2>&1 < /dev/null
     local status=$? ok=1 why=""
     [ "$status" -eq 0 ] || { ok=0; why="exit status $status"; }
     grep -q "GUEST: DONE all passed" "$log" || { ok=0; why="$why; no 'GUEST: DONE all passed'"; }
@@ -90,6 +92,11 @@ run_hostile() {
                   "virtqueue: avail ring head 32768 beyond a queue of 8"; do
         grep -Eq "$logged" "$log" || { ok=0; why="$why; kite did not log '$logged'"; }
     done
+    if ! grep -q "KVM lacks read-only memslots" "$log"; then
+        [ "$(grep -c 'register or config reads exited to Kite' "$log")" -eq 3 ] &&
+            ! grep 'register or config reads exited to Kite' "$log" | grep -vq ': 0 register' ||
+            { ok=0; why="$why; register reads exited to Kite despite the register pages"; }
+    fi
     if [ "$ok" -eq 1 ]; then
         echo "ok   virtio-hostile ($(grep -c 'GUEST: PASS' "$log") checks)"
     else

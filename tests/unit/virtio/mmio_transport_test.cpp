@@ -2,6 +2,10 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <array>
+#include <cstddef>
+#include <cstring>
+
 #include "devices/virtio/asio_loop.h"
 
 #include "devices/virtio/mmio_transport.h"
@@ -344,4 +348,138 @@ TEST_CASE("a transport destroyed with its event loop pending drops the posted ac
 
     CHECK(device->activations == 0);
     CHECK(device->resets == 1);
+}
+
+namespace {
+
+// A device whose config space the test changes, as a back-end's CONFIG_CHANGE_MSG would.
+class ChangingConfigDevice : public RecordingDevice {
+public:
+    void read_config(uint64_t offset, std::span<uint8_t> data) override {
+        for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < config.size() ? config[offset + i] : 0;
+    }
+    void write_config(uint64_t offset, std::span<const uint8_t> data) override {
+        for (size_t i = 0; i < data.size() && offset + i < config.size(); ++i) config[offset + i] = data[i];
+    }
+    std::array<uint8_t, 8> config{1, 2, 3, 4, 5, 6, 7, 8};
+};
+
+// What the guest reads at `offset` of a register page mapped over the window.
+uint32_t page_word(std::span<const std::byte> page, uint64_t offset) {
+    uint32_t v;
+    std::memcpy(&v, page.data() + offset, 4);
+    return v;
+}
+
+}  // namespace
+
+TEST_CASE("the register page the VMM maps over the window holds every register as a read returns it") {
+    Fixture f;
+    auto mapped = std::make_shared<std::array<uint32_t, 1024>>();
+    f.transport->use_register_page(std::shared_ptr<std::byte>(mapped, reinterpret_cast<std::byte*>(mapped->data())));
+    auto page = f.transport->register_page();
+    REQUIRE(page.data() == reinterpret_cast<std::byte*>(mapped->data()));
+
+    // Walk the driver through selectors, features, a queue and DRIVER_OK, checking every register after
+    // each step: the page must never be behind what a register read (an exit) would answer.
+    auto check_all = [&](const char* step) {
+        CAPTURE(step);
+        for (uint64_t off = 0; off < VirtioMmioTransport::kConfigOffset; off += 4) {
+            CAPTURE(off);
+            CHECK(page_word(page, off) == f.driver.read32(off));
+        }
+    };
+    CHECK(page_word(page, 0x000) == VirtioMmioTransport::kMagic);
+    CHECK(page_word(page, 0x008) == 42);
+    CHECK(std::to_integer<uint8_t>(page[0x101]) == 0xa1);  // config space, byte by byte
+    check_all("fresh");
+    f.driver.write32(0x014, 1);
+    CHECK(page_word(page, 0x010) == uint32_t(f.device->device_features() >> 32));
+    f.driver.write32(0x0ac, 1);  // SHMSel: region 1 exists
+    CHECK(page_word(page, 0x0b8) == 0x2345'6000);
+    f.driver.write32(0x0ac, 0);
+    CHECK(page_word(page, 0x0b0) == 0xffffffff);
+    check_all("selectors");
+    f.driver.negotiate(virtio::kFeatureVersion1);
+    f.driver.write32(0x030, 1);
+    CHECK(page_word(page, 0x034) == 16);
+    f.driver.write32(0x038, 8);
+    f.driver.write32(0x080, 0x1000);
+    f.driver.write32(0x090, 0x2000);
+    f.driver.write32(0x0a0, 0x3000);
+    f.driver.write32(0x044, 1);
+    CHECK(page_word(page, 0x044) == 1);
+    check_all("queue 1 set up");
+    f.driver.driver_ok();
+    CHECK(page_word(page, 0x070) == f.driver.read32(0x070));
+    CHECK((page_word(page, 0x070) & virtio::kStatusDriverOk) != 0);
+    run_pending(f.io);
+
+    // Asynchronous changes: the bit is in the page by the time the interrupt eventfd fires.
+    f.transport->signal_used_queue(1);
+    CHECK(eventfd_count(f.transport->irq_fd()) == 1);
+    CHECK(page_word(page, 0x060) == 1);
+    f.driver.write32(0x064, 1);
+    CHECK(page_word(page, 0x060) == 0);
+    f.transport->needs_reset();
+    CHECK((page_word(page, 0x070) & virtio::kStatusDeviceNeedsReset) != 0);
+    CHECK(page_word(page, 0x060) == 2);
+    check_all("needs reset");
+    f.driver.write32(0x070, 0);
+    CHECK(page_word(page, 0x070) == 0);
+    CHECK(page_word(page, 0x060) == 0);
+    check_all("reset");
+}
+
+TEST_CASE("a new register page keeps the interrupt status and the config generation") {
+    Fixture f;
+    f.transport->signal_config_change();
+    f.transport->signal_used_queue(0);
+    auto mapped = std::make_shared<std::array<uint32_t, 1024>>();
+    mapped->fill(0xdeadbeef);  // whatever the VMM's page held before
+    f.transport->use_register_page(std::shared_ptr<std::byte>(mapped, reinterpret_cast<std::byte*>(mapped->data())));
+
+    CHECK(f.driver.read32(0x060) == 3);
+    CHECK(f.driver.read32(0x0fc) == 1);
+    CHECK(f.driver.read32(0x020) == 0);  // a write-only register reads 0, not what the page held
+    uint8_t tail[4];
+    f.transport->read(0xffc, tail);
+    CHECK(tail[0] == 0);
+}
+
+TEST_CASE("a config space change reaches the page between two ConfigGeneration bumps") {
+    HeapMemory mem{1 << 20};
+    asio::io_context io;
+    auto device = std::make_shared<ChangingConfigDevice>();
+    auto t = *VirtioMmioTransport::create(device, mem, io);
+    MmioDriver driver{*t};
+    auto page = t->register_page();
+    const uint32_t gen0 = driver.read32(0xfc);
+
+    // Nothing changed: the interrupt still needs a new generation, one bump is enough.
+    t->signal_config_change();
+    CHECK(driver.read32(0xfc) == gen0 + 1);
+    // Changed: one bump before the copy and one after, so a driver whose reads straddle it retries.
+    device->config[0] = 0x77;
+    t->signal_config_change();
+    CHECK(driver.read32(0xfc) == gen0 + 3);
+    CHECK(std::to_integer<uint8_t>(page[0x100]) == 0x77);
+    // A driver's own config write shows at once, and counts as a change of the space.
+    uint8_t two[2] = {0xaa, 0xbb};
+    t->write(0x106, two);
+    CHECK(std::to_integer<uint8_t>(page[0x106]) == 0xaa);
+    CHECK(std::to_integer<uint8_t>(page[0x107]) == 0xbb);
+    CHECK(driver.read32(0xfc) == gen0 + 5);
+    uint8_t one[1];
+    t->read(0x107, one);
+    CHECK(one[0] == 0xbb);
+}
+
+TEST_CASE("reads that reach the transport are counted") {
+    Fixture f;
+    CHECK(f.transport->reads_handled() == 0);
+    (void)f.driver.read32(0x000);
+    uint8_t byte[1];
+    f.transport->read(0x100, byte);
+    CHECK(f.transport->reads_handled() == 2);
 }
