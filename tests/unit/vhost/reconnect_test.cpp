@@ -168,6 +168,27 @@ TEST_CASE("a reconnect kicks every ring and interrupts the driver once per ring"
     CHECK(f.interrupt.used == 1);
 }
 
+TEST_CASE("a back-end that comes back with another config space raises a config change, the same one does not") {
+    ReconnectFixture f("rc-config");
+    REQUIRE(f.device->activate(f.context()).has_value());
+    f.kill_backend();
+    REQUIRE(f.run_until([&] { return !f.device->online(); }));
+    f.restart_backend();
+    REQUIRE(f.run_until([&] { return f.device->online(); }));
+    CHECK(f.interrupt.config_changes == 0);
+
+    f.kill_backend();
+    REQUIRE(f.run_until([&] { return !f.device->online(); }));
+    auto resized = backend_config();
+    resized.config_space = {0xcc, 0xbb};
+    f.backend = std::make_unique<test::BackendThread>(f.path, resized);
+    REQUIRE(f.run_until([&] { return f.device->online(); }));
+    std::vector<uint8_t> config(2);
+    f.device->read_config(0, config);
+    CHECK(f.interrupt.config_changes == 1);
+    CHECK(config == std::vector<uint8_t>{0xcc, 0xbb});
+}
+
 TEST_CASE("no back-end within the reconnect timeout: DEVICE_NEEDS_RESET once, the config space still reads") {
     ReconnectFixture f("rc-timeout", Millis(100));
     REQUIRE(f.device->activate(f.context()).has_value());
