@@ -103,10 +103,12 @@ Result<void> VhostUserDevice::handshake(bool first) {
     }
 
     if (!config_.local_config.empty()) {
+        std::lock_guard lock(config_mutex_);
         config_cache_ = config_.local_config;
     } else if (frontend_->has(protocol_feature::kConfig) && config_.config_size > 0) {
         auto config = frontend_->get_config(0, config_.config_size);
         if (!config) return std::unexpected(config.error());
+        std::lock_guard lock(config_mutex_);
         config_cache_ = std::move(*config);
     }
     return {};
@@ -126,6 +128,7 @@ std::vector<uint16_t> VhostUserDevice::queue_max_sizes() const {
 void VhostUserDevice::read_config(uint64_t offset, std::span<uint8_t> data) {
     // guest-controlled: offset and size; bytes outside the cached config read as zero.
     std::fill(data.begin(), data.end(), 0);
+    std::lock_guard lock(config_mutex_);
     if (offset >= config_cache_.size()) return;
     size_t n = std::min<size_t>(data.size(), config_cache_.size() - offset);
     std::memcpy(data.data(), config_cache_.data() + offset, n);
@@ -133,15 +136,24 @@ void VhostUserDevice::read_config(uint64_t offset, std::span<uint8_t> data) {
 
 void VhostUserDevice::write_config(uint64_t offset, std::span<const uint8_t> data) {
     // guest-controlled: offset and size, checked against the config space before anything is sent.
-    if (!online() || !config_.local_config.empty() || !frontend_->has(protocol_feature::kConfig)) return;
+    // Runs on a vCPU thread: the cache changes here, at once, so the driver reads back what it wrote, and
+    // SET_CONFIG goes out from the VMM thread, which owns the connection (a reconnect replaces it).
+    if (!config_.local_config.empty()) return;
     if (offset > kMaxConfigSize || data.size() > kMaxConfigSize - offset) return;
-    if (auto ok = frontend_->set_config(static_cast<uint32_t>(offset), data); !ok) {
-        spdlog::warn("vhost-user '{}': SET_CONFIG: {}", config_.socket_path, ok.error().message);
-        check_connection(ok.error());
-        return;
+    {
+        std::lock_guard lock(config_mutex_);
+        if (offset + data.size() > config_cache_.size()) config_cache_.resize(offset + data.size());
+        std::memcpy(config_cache_.data() + offset, data.data(), data.size());
     }
-    if (offset + data.size() > config_cache_.size()) config_cache_.resize(offset + data.size());
-    std::memcpy(config_cache_.data() + offset, data.data(), data.size());
+    std::weak_ptr<bool> alive = alive_;
+    asio::post(*io_, [this, alive, offset, bytes = std::vector<uint8_t>(data.begin(), data.end())] {
+        auto a = alive.lock();
+        if (!a || !*a || !online() || !frontend_->has(protocol_feature::kConfig)) return;
+        if (auto ok = frontend_->set_config(static_cast<uint32_t>(offset), bytes); !ok) {
+            spdlog::warn("vhost-user '{}': SET_CONFIG: {}", config_.socket_path, ok.error().message);
+            check_connection(ok.error());
+        }
+    });
 }
 
 void VhostUserDevice::config_changed() {
@@ -157,8 +169,12 @@ void VhostUserDevice::refresh_config() {
     if (online() && config_.local_config.empty() && frontend_->has(protocol_feature::kConfig) &&
         config_.config_size > 0) {
         auto config = frontend_->get_config(0, config_.config_size);
-        if (config) config_cache_ = std::move(*config);
-        else check_connection(config.error());
+        if (config) {
+            std::lock_guard lock(config_mutex_);
+            config_cache_ = std::move(*config);
+        } else {
+            check_connection(config.error());
+        }
     }
     if (interrupt_ != nullptr) interrupt_->signal_config_change();
 }

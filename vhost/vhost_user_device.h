@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -117,6 +118,10 @@ private:
     Result<void> start_device(bool fresh);
     Result<void> set_up_inflight();
     void config_changed();  // CONFIG_CHANGE_MSG: refresh_config() from a fresh handler
+    std::vector<uint8_t> config_space() const {
+        std::lock_guard lock(config_mutex_);
+        return config_cache_;
+    }
     void refresh_config();
     void watch_socket();
     void on_socket_readable();
@@ -138,6 +143,9 @@ private:
     std::unique_ptr<Frontend> frontend_;
     uint64_t backend_features_ = 0;
     std::vector<ShmRegion> regions_;
+    // Written on the VMM thread (GET_CONFIG) and by the driver on a vCPU thread (write_config), read by
+    // the transport from either.
+    mutable std::mutex config_mutex_;
     std::vector<uint8_t> config_cache_;
     std::vector<uint32_t> started_queues_;
     VirtioInterrupt* interrupt_ = nullptr;  // set by activate(), cleared by reset()

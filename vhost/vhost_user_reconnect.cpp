@@ -111,7 +111,7 @@ void VhostUserDevice::try_reconnect() {
     std::string why;
     if (conn) {
         frontend_ = std::make_unique<Frontend>(std::move(*conn), FrontendOptions{config_.timeout, config_.trace});
-        const std::vector<uint8_t> old_config = config_cache_;
+        const std::vector<uint8_t> old_config = config_space();
         auto ok = handshake(false);
         if (ok && active_) ok = start_device(false);
         if (ok) {
@@ -129,7 +129,7 @@ void VhostUserDevice::try_reconnect() {
             }
             // A back-end that came back with another config space (a resized disk, say): the driver must
             // look, and the transport copies the new space into its register page.
-            if (config_cache_ != old_config && interrupt_ != nullptr) interrupt_->signal_config_change();
+            if (config_space() != old_config && interrupt_ != nullptr) interrupt_->signal_config_change();
             return;
         }
         // A back-end that answers but refuses (features or shm regions changed) will not get better.

@@ -71,6 +71,25 @@ TEST_CASE("a vhost-user device reads its config space from the back-end, zero be
     CHECK(data == std::vector<uint8_t>{0, 0, 0, 0});
 }
 
+TEST_CASE("a driver's config write reads back at once and reaches the back-end from the event loop") {
+    DeviceFixture f("dev-config-write");
+    const uint8_t written[1] = {0xcc};
+    f.device->write_config(1, written);  // a vCPU thread: nothing is sent from here
+
+    std::vector<uint8_t> data(2);
+    f.device->read_config(0, data);
+    CHECK(data == std::vector<uint8_t>{0xaa, 0xcc});
+
+    auto backend_config_space = [&] {
+        return f.backend.post([](Backend& b) { return std::vector<uint8_t>(b.config_space().begin(), b.config_space().end()); }).get();
+    };
+    CHECK(backend_config_space() == std::vector<uint8_t>{0xaa, 0xbb});  // not sent before the loop runs
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (backend_config_space()[1] != 0xcc && std::chrono::steady_clock::now() < deadline)
+        f.io.run_for(std::chrono::milliseconds(10));
+    CHECK(backend_config_space() == std::vector<uint8_t>{0xaa, 0xcc});
+}
+
 TEST_CASE("activate hands memory, rings, kick and irq fds to the back-end and sets DRIVER_OK") {
     DeviceFixture f("dev-activate");
     REQUIRE(f.device->activate(f.context()).has_value());
