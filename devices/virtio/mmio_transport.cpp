@@ -8,7 +8,6 @@
 #include <cstring>
 
 #include "devices/virtio/asio_loop.h"
-
 #include "devices/virtio/queue.h"
 #include "devices/virtio/spec.h"
 
@@ -171,9 +170,10 @@ void VirtioMmioTransport::render_registers_locked() {
 }
 
 void VirtioMmioTransport::render_config(bool changed) {
+    // Read under the lock too: a copy of older bytes must not land after a copy of newer ones.
+    std::lock_guard lock(config_mutex_);
     std::array<uint8_t, kWindowSize - kConfigOffset> config{};
     device_->read_config(0, config);
-    std::lock_guard lock(config_mutex_);
     std::byte* in_page = page_.get() + kConfigOffset;
     if (std::memcmp(in_page, config.data(), config.size()) != 0) {
         // Like a seqlock: a driver whose reads overlap the copy sees the generation change around them.
