@@ -2,7 +2,8 @@
 # bench-vhost.sh: vhost-user benchmarks in one sandbox run, printed as ratios.
 #   1. vhost-user-blk throughput (qemu-storage-daemon as the back-end): guest O_DIRECT sequential write and
 #      read MB/s (tests/e2e/guest/vhost_bench.sh) under kite vs QEMU (q35, vhost-user-blk-pci, guest RAM on
-#      a shared memfd), and vs kite's own virtio-blk on the same image. Target: kite >= 1.0x QEMU.
+#      a shared memfd), and vs kite's own virtio-blk on the same image. Target: kite >= 1.0x QEMU. Also
+#      4 KiB reads one at a time (per second), where each request's notification and interrupt weigh most.
 #   2. SHMEM_MAP + SHMEM_UNMAP round trip, median microseconds as examples/shmem-backend measures it
 #      (its "bench N" command: one page, same place) against a running kite. Target: <= 50 us. Also
 #      "bench N vary" (one and two pages in turn: every map needs a new memslot), for comparison.
@@ -140,10 +141,12 @@ for ((i = 1; i <= RUNS; i++)); do
     log=$work/$kind.$i.log
     "run_$kind" "$log"
     w=$(log_value "$log" KITE-BENCH-WRITE-MBS) r=$(log_value "$log" KITE-BENCH-READ-MBS)
-    echo "## run $i $kind: write ${w:-?} MB/s, read ${r:-?} MB/s"
+    iops=$(log_value "$log" KITE-BENCH-READ4K-IOPS)
+    echo "## run $i $kind: write ${w:-?} MB/s, read ${r:-?} MB/s, 4 KiB reads ${iops:-?}/s"
     [[ -n $w && -n $r ]] || { echo "## $kind run $i failed; its log:"; tr -d '\r' < "$log" | tail -n 20 | sed 's/^/##   /'; }
     echo "${w:-nan}" >> "$work/$kind.write"
     echo "${r:-nan}" >> "$work/$kind.read"
+    echo "${iops:-nan}" >> "$work/$kind.read4k"
   done
 done
 for dir in write read; do
@@ -151,6 +154,9 @@ for dir in write read; do
   echo "BENCH vhost-user-blk seq-$dir MB/s: kite=$kv qemu=$qv kite-virtio-blk=$kb" \
        "ratio kite/qemu=$(ratio "$kv" "$qv") (target >= 1.0) kite-vhost/kite-virtio-blk=$(ratio "$kv" "$kb")"
 done
+kv=$(median < "$work/kite_vhost.read4k") qv=$(median < "$work/qemu_vhost.read4k") kb=$(median < "$work/kite_blk.read4k")
+echo "BENCH vhost-user-blk 4KiB reads one at a time, per s: kite=$kv qemu=$qv kite-virtio-blk=$kb" \
+     "ratio kite/qemu=$(ratio "$kv" "$qv") kite-vhost/kite-virtio-blk=$(ratio "$kv" "$kb")"
 
 echo "## SHMEM_MAP + SHMEM_UNMAP: $ROUNDS round trips against kite (shmem-backend's bench command)"
 ssock=$work/shm.sock
