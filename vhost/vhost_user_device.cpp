@@ -102,6 +102,8 @@ Result<void> VhostUserDevice::handshake(bool first) {
         (*opened)->start(*io_);
     }
 
+    backend_config_.store(config_.local_config.empty() && frontend_->has(protocol_feature::kConfig),
+                          std::memory_order_relaxed);
     if (!config_.local_config.empty()) {
         std::lock_guard lock(config_mutex_);
         config_cache_ = config_.local_config;
@@ -138,7 +140,8 @@ void VhostUserDevice::write_config(uint64_t offset, std::span<const uint8_t> dat
     // guest-controlled: offset and size, checked against the config space before anything is sent.
     // Runs on a vCPU thread: the cache changes here, at once, so the driver reads back what it wrote, and
     // SET_CONFIG goes out from the VMM thread, which owns the connection (a reconnect replaces it).
-    if (!config_.local_config.empty()) return;
+    // A space built here (virtio-fs) or one the back-end does not serve (no CONFIG) takes no writes.
+    if (!backend_config_.load(std::memory_order_relaxed)) return;
     if (offset > kMaxConfigSize || data.size() > kMaxConfigSize - offset) return;
     {
         std::lock_guard lock(config_mutex_);

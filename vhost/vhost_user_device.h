@@ -19,6 +19,7 @@
 // shm region 0.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -147,6 +148,7 @@ private:
     // the transport from either.
     mutable std::mutex config_mutex_;
     std::vector<uint8_t> config_cache_;
+    std::atomic<bool> backend_config_{false};  // the back-end serves the config space (SET_CONFIG allowed)
     std::vector<uint32_t> started_queues_;
     VirtioInterrupt* interrupt_ = nullptr;  // set by activate(), cleared by reset()
     asio::io_context* io_ = nullptr;
