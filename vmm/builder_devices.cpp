@@ -47,11 +47,11 @@ Result<std::shared_ptr<VirtioMmioTransport>> VmBuilder::add_transport(std::share
     if (!irq)
         return fail(fmt::format("too many virtio devices: {} fit (one I/O APIC pin each, pins 5 to 23)", index));
     const GuestAddress base = virtio_mmio_base(index);
-    auto transport = VirtioMmioTransport::create(std::move(device), vm_->ram(), vm_->io());
-    if (!transport) return std::unexpected(transport.error());
+    std::shared_ptr<std::byte> page;
     if (register_pages_ && (index + 1) * VirtioMmioTransport::kWindowSize <= register_pages_->size())
-        (*transport)->use_register_page(std::shared_ptr<std::byte>(
-            register_pages_, register_pages_->data() + index * VirtioMmioTransport::kWindowSize));
+        page = std::shared_ptr<std::byte>(register_pages_, register_pages_->data() + index * VirtioMmioTransport::kWindowSize);
+    auto transport = VirtioMmioTransport::create(std::move(device), vm_->ram(), vm_->io(), std::move(page));
+    if (!transport) return std::unexpected(transport.error());
     const VmFd& fd = vm_->vm_fd();
     for (unsigned q = 0; q < (*transport)->num_queues(); ++q) {
         if (auto ok = fd.register_ioeventfd((*transport)->kick_fd(q), base.value() + VirtioMmioTransport::kQueueNotifyOffset,

@@ -72,8 +72,8 @@ void signal_eventfd(int fd) {
 }  // namespace
 
 Result<std::shared_ptr<VirtioMmioTransport>> VirtioMmioTransport::create(std::shared_ptr<VirtioDevice> device,
-                                                                         GuestMemory& memory,
-                                                                         asio::io_context& io) {
+                                                                         GuestMemory& memory, asio::io_context& io,
+                                                                         std::shared_ptr<std::byte> page) {
     if (!device) return fail("virtio-mmio: no device");
     std::shared_ptr<VirtioMmioTransport> t(new VirtioMmioTransport(std::move(device), memory, io));
     for (size_t i = 0; i < t->queues_.size(); ++i) {
@@ -90,9 +90,20 @@ Result<std::shared_ptr<VirtioMmioTransport>> VirtioMmioTransport::create(std::sh
         t->used_ack_sink_ = std::move(*sink);
         t->always_set_interrupt_bits_ = kInterruptUsedBuffer;
     }
-    // Until the VMM hands over a page of its own: one on the heap, for read().
-    auto page = std::make_shared<std::array<uint32_t, kWindowSize / 4>>();
-    t->use_register_page(std::shared_ptr<std::byte>(page, reinterpret_cast<std::byte*>(page->data())));
+    if (!page) {  // no page to map over the window: one on the heap, for read()
+        auto heap = std::make_shared<std::array<uint32_t, kWindowSize / 4>>();
+        page = std::shared_ptr<std::byte>(heap, reinterpret_cast<std::byte*>(heap->data()));
+    }
+    t->page_ = std::move(page);
+    std::memset(t->page_.get(), 0, kWindowSize);
+    t->put(kInterruptStatus, t->always_set_interrupt_bits_);
+    {
+        std::lock_guard lock(t->mutex_);
+        t->render_registers_locked();
+    }
+    // The first copy of the config space: ConfigGeneration stays 0, the driver has read nothing yet.
+    t->device_->read_config(0, std::span(reinterpret_cast<uint8_t*>(t->page_.get()) + kConfigOffset,
+                                         kWindowSize - kConfigOffset));
     return t;
 }
 
@@ -107,25 +118,6 @@ VirtioMmioTransport::~VirtioMmioTransport() {
     if (device_active_) device_->reset();
     spdlog::debug("virtio-mmio: device id {}: {} register or config reads exited to Kite", device_->device_id(),
                   reads_handled());
-}
-
-void VirtioMmioTransport::use_register_page(std::shared_ptr<std::byte> page) {
-    uint32_t status = always_set_interrupt_bits_, generation = 0;
-    if (page_) {
-        status = word(kInterruptStatus).load(std::memory_order_acquire);
-        generation = word(kConfigGeneration).load(std::memory_order_acquire);
-    }
-    page_ = std::move(page);
-    std::memset(page_.get(), 0, kWindowSize);
-    put(kInterruptStatus, status);
-    put(kConfigGeneration, generation);
-    {
-        std::lock_guard lock(mutex_);
-        render_registers_locked();
-    }
-    // Not a change the driver must notice: it has not read this page yet.
-    std::lock_guard lock(config_mutex_);
-    device_->read_config(0, std::span(reinterpret_cast<uint8_t*>(page_.get()) + kConfigOffset, kWindowSize - kConfigOffset));
 }
 
 std::atomic_ref<uint32_t> VirtioMmioTransport::word(uint64_t offset) const {

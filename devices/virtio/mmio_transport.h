@@ -70,8 +70,11 @@ public:
 
     // Creates the kick and interrupt eventfds. The device's shared memory regions (if any) are reported
     // exactly as device->shm_regions() returns them: the VMM places them and tells the device.
+    // `page`: the register page (kWindowSize bytes, 4-byte aligned, kept alive by the pointer) that the
+    // VMM maps read-only over the window; without one the transport keeps its own, for read() alone.
     static Result<std::shared_ptr<VirtioMmioTransport>> create(std::shared_ptr<VirtioDevice> device,
-                                                               GuestMemory& memory, asio::io_context& io);
+                                                               GuestMemory& memory, asio::io_context& io,
+                                                               std::shared_ptr<std::byte> page = {});
     // Resets an active device: call on the VMM thread (or after the io_context stopped).
     ~VirtioMmioTransport() override;
 
@@ -82,9 +85,6 @@ public:
     int used_ack_sink_fd() const { return used_ack_sink_.get(); }
     VirtioDevice& device() { return *device_; }
 
-    // Moves the register page into `page` (kWindowSize bytes, 4-byte aligned, kept alive by the pointer):
-    // the VMM maps it read-only over the window. Call before the guest runs.
-    void use_register_page(std::shared_ptr<std::byte> page);
     std::span<const std::byte> register_page() const { return {page_.get(), kWindowSize}; }
     // Register and config reads that reached the transport: with the page mapped, only the VMM's own.
     uint64_t reads_handled() const { return reads_handled_.load(std::memory_order_relaxed); }
