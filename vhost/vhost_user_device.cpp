@@ -102,12 +102,12 @@ Result<void> VhostUserDevice::handshake(bool first) {
         (*opened)->start(*io_);
     }
 
-    backend_config_.store(config_.local_config.empty() && frontend_->has(protocol_feature::kConfig),
-                          std::memory_order_relaxed);
+    const bool served = config_.local_config.empty() && frontend_->has(protocol_feature::kConfig);
+    backend_config_.store(served, std::memory_order_relaxed);
     if (!config_.local_config.empty()) {
         std::lock_guard lock(config_mutex_);
         config_cache_ = config_.local_config;
-    } else if (frontend_->has(protocol_feature::kConfig) && config_.config_size > 0) {
+    } else if (served && config_.config_size > 0) {
         auto config = frontend_->get_config(0, config_.config_size);
         if (!config) return std::unexpected(config.error());
         std::lock_guard lock(config_mutex_);
@@ -151,7 +151,7 @@ void VhostUserDevice::write_config(uint64_t offset, std::span<const uint8_t> dat
     std::weak_ptr<bool> alive = alive_;
     asio::post(*io_, [this, alive, offset, bytes = std::vector<uint8_t>(data.begin(), data.end())] {
         auto a = alive.lock();
-        if (!a || !*a || !online() || !frontend_->has(protocol_feature::kConfig)) return;
+        if (!a || !*a || !online() || !backend_config_.load(std::memory_order_relaxed)) return;
         if (auto ok = frontend_->set_config(static_cast<uint32_t>(offset), bytes); !ok) {
             spdlog::warn("vhost-user '{}': SET_CONFIG: {}", config_.socket_path, ok.error().message);
             check_connection(ok.error());
@@ -169,8 +169,7 @@ void VhostUserDevice::config_changed() {
 }
 
 void VhostUserDevice::refresh_config() {
-    if (online() && config_.local_config.empty() && frontend_->has(protocol_feature::kConfig) &&
-        config_.config_size > 0) {
+    if (online() && backend_config_.load(std::memory_order_relaxed) && config_.config_size > 0) {
         auto config = frontend_->get_config(0, config_.config_size);
         if (config) {
             std::lock_guard lock(config_mutex_);
