@@ -1,12 +1,14 @@
-// Fuzzes the legacy devices the guest reaches through port I/O: serial, i8042, ACPI PM and debug-exit,
-// all registered on one Bus at their real ports, plus host input into the serial FIFO.
+// Fuzzes the legacy devices the guest reaches: serial, i8042, ACPI PM and debug-exit, all registered on
+// one port I/O Bus at their real ports, the I/O APIC on an MMIO Bus at its address, plus host input into
+// the serial FIFO.
 //
 // Input: a sequence of 6-byte operations
 //   byte 0: bits 0-2 target (0-1 serial, 2 i8042, 3 ACPI PM, 4 debug-exit, 5 unmapped/straddling,
-//           6 host input), bit 3 write (else read), bits 4-5 size index (1, 2, 4, 8 bytes)
+//           6 I/O APIC, 7 host input), bit 3 write (else read), bits 4-5 size index (1, 2, 4, 8 bytes)
 //   byte 1: register offset (taken modulo a window a little larger than the device)
 //   bytes 2-5: value (little-endian)
-// The callbacks only count; nothing may crash, hang or grow without bound.
+// The callbacks only count; nothing may crash, hang or grow without bound. Every route the I/O APIC
+// installs must be that of its pin's entry, and its saved state must restore to the same state and routes.
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -19,7 +21,9 @@
 #include "devices/legacy/acpi_pm.h"
 #include "devices/legacy/debug_exit.h"
 #include "devices/legacy/i8042.h"
+#include "devices/legacy/ioapic.h"
 #include "devices/legacy/serial.h"
+#include "memory/x86_layout.h"
 
 namespace {
 
@@ -46,20 +50,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto i8042 = std::make_shared<I8042>(kbd_irq, [&] { ++events; });
     auto pm = std::make_shared<AcpiPm>([&] { ++events; }, [&] { ++events; });
     auto debug_exit = std::make_shared<DebugExit>([&](uint8_t) { ++events; });
+    Ioapic::Routes routes{};
+    auto ioapic = std::make_shared<Ioapic>([&](const Ioapic::Routes& r) { routes = r; });
 
     Bus pio;
     if (!pio.insert(serial, Serial::kCom1Port, Serial::kRegisterCount)) __builtin_trap();
     if (!pio.insert(i8042, I8042::kBasePort, I8042::kPortSpan)) __builtin_trap();
     if (!pio.insert(pm, AcpiPm::kBasePort, AcpiPm::kPortSpan)) __builtin_trap();
     if (!pio.insert(debug_exit, DebugExit::kPort, DebugExit::kPortSpan)) __builtin_trap();
+    Bus mmio;
+    if (!mmio.insert(ioapic, kIoapicBase, Ioapic::kWindowSize)) __builtin_trap();
 
-    const std::array<Target, 6> targets{{
+    const std::array<Target, 7> targets{{
         {Serial::kCom1Port, 10},
         {Serial::kCom1Port, 10},
         {I8042::kBasePort, 7},
         {AcpiPm::kBasePort, 5},
         {DebugExit::kPort, 3},
         {Serial::kCom1Port - 4, 16},  // unmapped below COM1 and straddling into it
+        {kIoapicBase, 0x48},          // IOREGSEL, IOWIN and the EOI register of later versions
     }};
     constexpr size_t kOpSize = 6;
     constexpr std::array<size_t, 4> kSizes{1, 2, 4, 8};
@@ -77,13 +86,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             (void)serial->input_space();
             continue;
         }
-        uint64_t port = targets[target].base + op[1] % targets[target].window;
+        uint64_t addr = targets[target].base + op[1] % targets[target].window;
+        Bus& bus = target == 6 ? mmio : pio;
         if (is_write) {
-            (void)pio.write(port, std::span<const uint8_t>(value.data(), len));
+            (void)bus.write(addr, std::span<const uint8_t>(value.data(), len));
         } else {
-            (void)pio.read(port, std::span(value).first(len));
+            (void)bus.read(addr, std::span(value).first(len));
         }
     }
     (void)serial->dropped_input();
+
+    const auto entries = ioapic->entries();
+    for (uint32_t pin = 0; pin < Ioapic::kPins; ++pin)
+        if (routes[pin] != Ioapic::message_of(entries[pin])) __builtin_trap();
+    const auto state = ioapic->save_state();
+    Ioapic::Routes restored_routes{};
+    Ioapic restored([&](const Ioapic::Routes& r) { restored_routes = r; });
+    if (!restored.restore_state(state) || restored.save_state() != state || restored_routes != routes) __builtin_trap();
     return 0;
 }
