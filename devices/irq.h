@@ -1,5 +1,5 @@
-// An interrupt line as devices see it. The VMM backs it with a KVM irqfd (edge-triggered pin on the
-// in-kernel IOAPIC); tests back it with a counter.
+// An interrupt line as devices see it. The VMM backs it with a KVM irqfd (an edge pulse on a pin of
+// Kite's I/O APIC, devices/legacy/ioapic.h); tests back it with a counter.
 #pragma once
 
 namespace kite {

@@ -92,9 +92,9 @@ Result<void> Kvm::require_capabilities() const {
         const char* name;
     };
     static constexpr Need needs[] = {
-        {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},       {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
-        {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},   {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
-        {KVM_CAP_PIT2, "KVM_CAP_PIT2"},             {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+        {KVM_CAP_SPLIT_IRQCHIP, "KVM_CAP_SPLIT_IRQCHIP"}, {KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING"},
+        {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},           {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
+        {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"}, {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
         {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"}, {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
     };
     for (const auto& n : needs) {
@@ -155,12 +155,20 @@ Result<void> VmFd::set_user_memory_region(uint32_t slot, uint64_t gpa, uint64_t 
     return call(fd_.get(), KVM_SET_USER_MEMORY_REGION, &region, "KVM_SET_USER_MEMORY_REGION");
 }
 
-Result<void> VmFd::create_irqchip() const { return call(fd_.get(), KVM_CREATE_IRQCHIP, 0, "KVM_CREATE_IRQCHIP"); }
+Result<void> VmFd::create_split_irqchip(uint32_t pins) const {
+    if (auto r = enable_cap(KVM_CAP_SPLIT_IRQCHIP, pins); !r)
+        return fail("KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP): " + r.error().message);
+    return {};
+}
 
-Result<void> VmFd::create_pit2() const {
-    kvm_pit_config config{};
-    config.flags = KVM_PIT_SPEAKER_DUMMY;
-    return call(fd_.get(), KVM_CREATE_PIT2, &config, "KVM_CREATE_PIT2");
+Result<void> VmFd::set_gsi_routing(std::span<const kvm_irq_routing_entry> entries) const {
+    std::vector<uint8_t> buf(sizeof(uapi::IrqRoutingHeader) + entries.size() * sizeof(kvm_irq_routing_entry));
+    auto* header = reinterpret_cast<uapi::IrqRoutingHeader*>(buf.data());
+    header->nr = static_cast<uint32_t>(entries.size());
+    if (!entries.empty())  // an empty table (every pin masked) has no entries to copy
+        std::memcpy(buf.data() + sizeof(uapi::IrqRoutingHeader), entries.data(),
+                    entries.size() * sizeof(kvm_irq_routing_entry));
+    return call(fd_.get(), uapi::kSetGsiRouting, buf.data(), "KVM_SET_GSI_ROUTING");
 }
 
 Result<void> VmFd::set_tss_address(uint64_t addr) const {
@@ -221,10 +229,6 @@ Result<void> VmFd::enable_cap(uint32_t cap, uint64_t arg0, uint64_t arg1) const 
     return call(fd_.get(), KVM_ENABLE_CAP, &ec, "KVM_ENABLE_CAP");
 }
 
-Result<void> VmFd::get_irqchip(kvm_irqchip& chip) const { return call(fd_.get(), KVM_GET_IRQCHIP, &chip, "KVM_GET_IRQCHIP"); }
-Result<void> VmFd::set_irqchip(const kvm_irqchip& chip) const { return call(fd_.get(), KVM_SET_IRQCHIP, &chip, "KVM_SET_IRQCHIP"); }
-Result<void> VmFd::get_pit2(kvm_pit_state2& s) const { return call(fd_.get(), KVM_GET_PIT2, &s, "KVM_GET_PIT2"); }
-Result<void> VmFd::set_pit2(const kvm_pit_state2& s) const { return call(fd_.get(), KVM_SET_PIT2, &s, "KVM_SET_PIT2"); }
 Result<void> VmFd::get_clock(kvm_clock_data& c) const { return call(fd_.get(), KVM_GET_CLOCK, &c, "KVM_GET_CLOCK"); }
 Result<void> VmFd::set_clock(const kvm_clock_data& c) const { return call(fd_.get(), KVM_SET_CLOCK, &c, "KVM_SET_CLOCK"); }
 
@@ -289,6 +293,7 @@ Result<VcpuExit> VcpuFd::run() const {
     case KVM_EXIT_HLT: return Hlt{};
     case KVM_EXIT_SHUTDOWN: return Shutdown{};
     case KVM_EXIT_SYSTEM_EVENT: return SystemEvent{run_->system_event.type};
+    case KVM_EXIT_IOAPIC_EOI: return IoapicEoi{run_->eoi.vector};
     case KVM_EXIT_INTR: return Interrupted{};
     case KVM_EXIT_X86_WRMSR: return MsrWrite{run_->msr.index, run_->msr.data, &run_->msr.error};
     case KVM_EXIT_X86_RDMSR: return MsrRead{run_->msr.index, &run_->msr.data, &run_->msr.error};

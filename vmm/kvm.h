@@ -41,8 +41,11 @@ public:
     Result<int> check_extension(int cap) const;
     Result<void> set_user_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, void* host,
                                         uint32_t flags = 0) const;
-    Result<void> create_irqchip() const;
-    Result<void> create_pit2() const;
+    // KVM keeps the local APICs; the I/O APIC is the VMM's (devices/legacy/ioapic.h), its `pins` GSIs
+    // routed as MSIs. No PIC, no PIT. Before any vCPU exists.
+    Result<void> create_split_irqchip(uint32_t pins) const;
+    // Replaces the whole GSI routing table (KVM_SET_GSI_ROUTING).
+    Result<void> set_gsi_routing(std::span<const kvm_irq_routing_entry> entries) const;
     Result<void> set_tss_address(uint64_t addr) const;
     Result<void> set_identity_map_address(uint64_t addr) const;
     Result<void> register_irqfd(int eventfd, uint32_t gsi) const;
@@ -52,10 +55,6 @@ public:
     Result<void> unregister_ioeventfd(int eventfd, uint64_t addr, uint32_t len,
                                       std::optional<uint64_t> datamatch, bool pio) const;
     Result<void> enable_cap(uint32_t cap, uint64_t arg0 = 0, uint64_t arg1 = 0) const;
-    Result<void> get_irqchip(kvm_irqchip& chip) const;
-    Result<void> set_irqchip(const kvm_irqchip& chip) const;
-    Result<void> get_pit2(kvm_pit_state2& state) const;
-    Result<void> set_pit2(const kvm_pit_state2& state) const;
     Result<void> get_clock(kvm_clock_data& clock) const;
     Result<void> set_clock(const kvm_clock_data& clock) const;
     Result<void> get_dirty_log(uint32_t slot, std::span<uint64_t> bitmap) const;

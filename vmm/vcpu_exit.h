@@ -31,6 +31,9 @@ struct Shutdown {};               // triple fault or similar: the guest reset it
 struct SystemEvent {
     uint32_t type;                // KVM_SYSTEM_EVENT_*
 };
+struct IoapicEoi {                // the guest ended a level-triggered interrupt of a split-irqchip route
+    uint8_t vector;
+};
 struct Interrupted {};            // KVM_RUN returned EINTR (immediate_exit or a signal): check for work
 struct MsrWrite {
     uint32_t index;
@@ -57,7 +60,7 @@ struct UnknownExit {
     uint32_t reason;
 };
 
-using VcpuExit = std::variant<IoIn, IoOut, MmioRead, MmioWrite, Hlt, Shutdown, SystemEvent, Interrupted, MsrWrite,
+using VcpuExit = std::variant<IoIn, IoOut, MmioRead, MmioWrite, Hlt, Shutdown, SystemEvent, IoapicEoi, Interrupted, MsrWrite,
                               MsrRead, Hypercall, FailEntry, InternalError, UnknownExit>;
 
 }  // namespace kite

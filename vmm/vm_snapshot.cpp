@@ -134,8 +134,8 @@ std::string snapshot_refusal(const VmConfig& config) {
 Result<SnapshotData> capture_snapshot(Vm& vm, MemoryVia via, std::unique_ptr<MirrorVm>& mirror, const MirrorKey& key) {
     SnapshotData data;
     // Devices first: saving a virtio transport completes the device's requests in flight (virtio-blk's
-    // io_uring I/O), which writes used rings and raises interrupts. Taken before memory, vCPU and irqchip
-    // state, every popped chain is in the saved used rings and no completion lands after the capture.
+    // io_uring I/O), which writes used rings and raises interrupts. Taken before memory and vCPU state,
+    // every popped chain is in the saved used rings and no completion lands after the capture.
     for (const auto& h : vm.device_states()) data.devices.push_back({h.name, h.save()});
     VcpuSet& vcpus = vm.vcpus();
     if (vcpus.size() == 0) return fail("snapshot: the VM has no vCPUs");
@@ -150,8 +150,6 @@ Result<SnapshotData> capture_snapshot(Vm& vm, MemoryVia via, std::unique_ptr<Mir
     }
     auto level = capture_vm_level(vm.vm_fd());
     if (!level) return std::unexpected(level.error());
-    data.irqchip = level->irqchip;
-    data.pit = level->pit;
     data.clock = level->clock;
     auto memory = via == MemoryVia::Direct ? capture_memory_direct(vm.ram(), data)
                                            : capture_memory_mirror(vm, mirror, key, data);
@@ -166,8 +164,7 @@ Result<void> apply_snapshot(Vm& vm, const SnapshotData& data, const std::optiona
                     std::to_string(vcpus.size()) + " (give the same --vcpus as the snapshotted VM)");
     for (size_t i = 0; i < data.vcpus.size(); ++i)
         if (data.vcpus[i].index != i) return fail("snapshot vCPU sections are not numbered 0..N-1 in order");
-    if (!data.irqchip || !data.pit || !data.clock)
-        return fail("snapshot lacks the irqchip, PIT or clock section");
+    if (!data.clock) return fail("snapshot lacks the clock section");
     if (auto r = check_memory_fits(vm.ram(), data); !r) return r;
     if (auto r = check_devices_fit(vm, data); !r) return r;
     const bool sealed = data.flags & kSnapshotFlagSealedMemory;
@@ -190,7 +187,7 @@ Result<void> apply_snapshot(Vm& vm, const SnapshotData& data, const std::optiona
         }
     }
 
-    if (auto r = restore_vm_level(vm.vm_fd(), VmLevelState{*data.irqchip, *data.pit, *data.clock}); !r) return r;
+    if (auto r = restore_vm_level(vm.vm_fd(), VmLevelState{*data.clock}); !r) return r;
     auto xsave = xsave_size(vm.vm_fd());
     if (!xsave) return std::unexpected(xsave.error());
     for (size_t i = 0; i < data.vcpus.size(); ++i)

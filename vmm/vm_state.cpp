@@ -126,29 +126,16 @@ Result<void> restore_vcpu(const VcpuFd& vcpu, const VcpuState& s, size_t xsave_s
 
 Result<VmLevelState> capture_vm_level(const VmFd& vm) {
     VmLevelState s;
-    s.irqchip.pic_master.chip_id = KVM_IRQCHIP_PIC_MASTER;
-    s.irqchip.pic_slave.chip_id = KVM_IRQCHIP_PIC_SLAVE;
-    s.irqchip.ioapic.chip_id = KVM_IRQCHIP_IOAPIC;
-    for (auto* chip : {&s.irqchip.pic_master, &s.irqchip.pic_slave, &s.irqchip.ioapic})
-        if (auto r = vm.get_irqchip(*chip); !r) return std::unexpected(r.error());
-    if (auto r = vm.get_pit2(s.pit); !r) return std::unexpected(r.error());
     if (auto r = vm.get_clock(s.clock); !r) return std::unexpected(r.error());
     return s;
 }
 
 Result<void> restore_vm_level(const VmFd& vm, const VmLevelState& s) {
-    if (s.irqchip.pic_master.chip_id != KVM_IRQCHIP_PIC_MASTER || s.irqchip.pic_slave.chip_id != KVM_IRQCHIP_PIC_SLAVE ||
-        s.irqchip.ioapic.chip_id != KVM_IRQCHIP_IOAPIC)
-        return fail("irqchip state: chip ids are not PIC master, PIC slave, IOAPIC");
-    if (auto r = vm.set_pit2(s.pit); !r) return r;
     // The guest's clock continues from the snapshot's value: no REALTIME/TSC flags (KVM would jump it by
     // the time the snapshot spent on disk).
     kvm_clock_data clock{};
     clock.clock = s.clock.clock;
-    if (auto r = vm.set_clock(clock); !r) return r;
-    for (const auto* chip : {&s.irqchip.pic_master, &s.irqchip.pic_slave, &s.irqchip.ioapic})
-        if (auto r = vm.set_irqchip(*chip); !r) return r;
-    return {};
+    return vm.set_clock(clock);
 }
 
 }  // namespace kite

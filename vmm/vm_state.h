@@ -1,6 +1,6 @@
 // Reading and writing the KVM-held state a snapshot needs: per vCPU (registers, special registers,
-// FPU, XSAVE, XCRs, MSRs, LAPIC, pending events, MP state) and per VM (PIC master/slave, IOAPIC, PIT,
-// KVM clock). The caller pauses the vCPUs first; every call here is a plain ioctl sequence.
+// FPU, XSAVE, XCRs, MSRs, LAPIC, pending events, MP state) and per VM (the KVM clock; the I/O APIC is
+// Kite's, a device with its own state). The caller pauses the vCPUs first; every call here is a plain ioctl sequence.
 #pragma once
 
 #include <cstdint>
@@ -27,8 +27,6 @@ Result<VcpuState> capture_vcpu(const VcpuFd& vcpu, uint32_t index, const std::ve
 Result<void> restore_vcpu(const VcpuFd& vcpu, const VcpuState& state, size_t xsave_size);
 
 struct VmLevelState {
-    IrqchipState irqchip;
-    kvm_pit_state2 pit{};
     kvm_clock_data clock{};
 };
 Result<VmLevelState> capture_vm_level(const VmFd& vm);

@@ -5,8 +5,8 @@
 // 0xfe on port 0x64) when the ACPI reset register does not do it, and a kernel that probes the
 // controller must get sane answers rather than timeouts. Register it with
 // `bus.insert(dev, I8042::kBasePort, I8042::kPortSpan)`: the device then sees the data port at offset
-// 0 and the command/status port at offset 4; offsets 1-3 (port 0x61 and up, which KVM's in-kernel
-// PIT handles anyway) read 0xff and ignore writes.
+// 0 and the command/status port at offset 4; offsets 1-3 (port 0x61, the PC speaker and PIT gate, and
+// up) read 0xff and ignore writes.
 //
 // Behaviour (for probes by Linux's i8042 and atkbd drivers):
 //  - self test 0xaa answers 0x55, keyboard port test 0xab answers 0x00;

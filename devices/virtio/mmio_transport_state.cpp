@@ -162,7 +162,7 @@ Result<void> VirtioMmioTransport::restore_state(std::span<const uint8_t> bytes) 
     // A device that had failed (DEVICE_NEEDS_RESET) stays inactive until the driver resets it.
     if ((status & virtio::kStatusDriverOk) && !(status & virtio::kStatusDeviceNeedsReset))
         post_activate_locked(/*restored=*/true);
-    // An interrupt raised just before the snapshot may not have reached the saved irqchip state (irqfd
+    // An interrupt raised just before the snapshot may not have reached the saved local APIC state (irqfd
     // injection is asynchronous): raise it again. The driver reads InterruptStatus, so a spare one is harmless.
     if (interrupt_status != 0) trigger();
     return {};

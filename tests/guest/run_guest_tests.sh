@@ -107,6 +107,27 @@ run_hostile() {
 }
 run_hostile
 
+# The interrupt guest (ioapic_guest.c) programs Kite's I/O APIC and takes interrupts through it: from the
+# serial port and from a virtio-rng's used buffer, each an irqfd on a pin that Kite routes to KVM as an MSI.
+run_ioapic() {
+    local log="$work/ioapic.log"
+    timeout 120 "$kite" run --kernel "$images/ioapic-guest.elf" --cmdline "console=ttyS0" --memory 64M \
+        --serial stdio --rng > "$log" 2>&1 < /dev/null
+    local status=$? ok=1 why=""
+    [ "$status" -eq 0 ] || { ok=0; why="exit status $status"; }
+    grep -q "GUEST: DONE all passed" "$log" || { ok=0; why="$why; no 'GUEST: DONE all passed'"; }
+    ! grep -q "GUEST: FAIL" "$log" || { ok=0; why="$why; a guest check failed"; }
+    ! grep -Eq "AddressSanitizer|LeakSanitizer|runtime error:|error:" "$log" || { ok=0; why="$why; kite reported an error"; }
+    if [ "$ok" -eq 1 ]; then
+        echo "ok   ioapic ($(grep -c 'GUEST: PASS' "$log") checks)"
+    else
+        echo "FAIL ioapic (${why#; }); output:"
+        sed 's/^/    /' "$log"
+        failed=1
+    fi
+}
+run_ioapic
+
 # Snapshot and restore (fill_hash.c): the guest fills 2 MiB of RAM from a fresh seed, prints FILLHASH and
 # waits for a serial byte. Kite snapshots it (--then stop); a new Kite process restores the file and sends
 # 'v' on stdin: the restored guest hashes the region again, compares with the hash it kept in RAM and

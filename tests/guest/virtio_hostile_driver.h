@@ -178,7 +178,7 @@ static int vq_wait_used(struct vq* q, uint64_t ticks, uint32_t* id, uint32_t* le
 }
 
 // Polls the status register until `bit` is set, for up to `ticks`. Returns the last status read.
-static uint32_t wait_status_bit(int dev, uint32_t bit, uint64_t ticks) {
+static inline uint32_t wait_status_bit(int dev, uint32_t bit, uint64_t ticks) {
     uint64_t end = rdtsc() + ticks;
     uint32_t s = rd(dev, R_STATUS);
     while (!(s & bit) && rdtsc() < end) {

@@ -23,7 +23,7 @@ constexpr uint64_t kTableAlignment = 16;
 
 constexpr uint64_t kLocalApicAddress = 0xfee0'0000;
 constexpr uint64_t kIoApicAddress = 0xfec0'0000;
-constexpr uint32_t kIoApicPins = 24;  // KVM's in-kernel I/O APIC: GSIs 0-23
+constexpr uint32_t kIoApicPins = 24;  // Kite's I/O APIC (devices/legacy/ioapic.h): GSIs 0-23
 constexpr unsigned kMaxCpus = 255;        // xAPIC IDs 0..254 (0xff is the broadcast ID)
 constexpr size_t kMaxVirtioDevices = 0x1000;  // names V000..VFFF
 
@@ -50,10 +50,9 @@ constexpr uint8_t kGasSystemIo = 1;
 constexpr uint8_t kGasAccessByte = 1;
 
 constexpr uint8_t kMadtRevision = 5;
-constexpr uint32_t kMadtPcatCompat = 1;  // KVM's in-kernel irqchip includes the dual 8259
+constexpr uint32_t kMadtFlags = 0;  // no PCAT_COMPAT: there is no dual 8259
 constexpr uint8_t kMadtLocalApic = 0;
 constexpr uint8_t kMadtIoApic = 1;
-constexpr uint8_t kMadtSourceOverride = 2;
 
 void put_le(Bytes& t, size_t offset, uint64_t value, int size) {
     for (int i = 0; i < size; ++i) t[offset + i] = static_cast<uint8_t>(value >> (8 * i));
@@ -145,7 +144,7 @@ Bytes build_fadt(uint64_t dsdt) {
 Bytes build_madt(const AcpiConfig& config) {
     Bytes t = start_table("APIC", kMadtRevision);
     append_le(t, kLocalApicAddress, 4);
-    append_le(t, kMadtPcatCompat, 4);
+    append_le(t, kMadtFlags, 4);
     for (unsigned cpu = 0; cpu < config.num_cpus; ++cpu) {
         t.push_back(kMadtLocalApic);
         t.push_back(8);
@@ -159,14 +158,6 @@ Bytes build_madt(const AcpiConfig& config) {
     t.push_back(0);
     append_le(t, kIoApicAddress, 4);
     append_le(t, 0, 4);  // GSI base
-    if (config.irq0_to_gsi2) {
-        t.push_back(kMadtSourceOverride);
-        t.push_back(10);
-        t.push_back(0);  // bus: ISA
-        t.push_back(0);  // source: IRQ 0
-        append_le(t, 2, 4);
-        append_le(t, 0, 2);  // polarity and trigger mode conform to the bus
-    }
     finish_table(t);
     return t;
 }

@@ -5,9 +5,9 @@
 //
 // Interrupts the integrator must route to match: virtio-mmio transports are declared as
 // Interrupt(ResourceConsumer, Edge, ActiveHigh, Exclusive) on their GSI (the VMM's irqfds are
-// edge-style pulses); COM1 as IRQNoFlags {4} (ISA: edge, active high). No interrupt source
-// override is emitted unless `irq0_to_gsi2` is set, because KVM's default GSI routing delivers the
-// in-kernel PIT's GSI 0 to IOAPIC pin 0 (set it only if the VMM routes the PIT to pin 2 as QEMU does).
+// edge-style pulses); COM1 as IRQNoFlags {4} (ISA: edge, active high). The MADT lists the local APICs
+// and one I/O APIC (ID 0, GSIs 0-23) and no interrupt source override; its flags say there is no 8259
+// PIC (Kite has none, nor a PIT).
 // The FADT declares no SCI (SCI_INT 0): a hardware-reduced platform without GPIO-signaled events has
 // none, and Linux skips SCI setup on such platforms.
 #pragma once
@@ -30,7 +30,6 @@ struct AcpiConfig {
     };
     std::vector<VirtioMmio> virtio;  // at most 4096 (device names V000..VFFF)
     bool serial = true;               // declare COM1 (PNP0501, I/O 0x3f8-0x3ff, IRQ 4)
-    bool irq0_to_gsi2 = false;        // MADT interrupt source override ISA IRQ 0 -> GSI 2
     GuestAddress base;                // where the tables go, 16-byte aligned, e.g. 0xe0000
 };
 

@@ -1,16 +1,18 @@
 // The snapshot file: a versioned, checksummed container for everything needed to restore a VM.
 //
 // Layout (all integers little-endian):
-//   header   "KITESNAP" | u32 version (2) | u32 flags | u32 reserved (0) | u32 crc32c of the previous 20 bytes
+//   header   "KITESNAP" | u32 version (3) | u32 flags | u32 reserved (0) | u32 crc32c of the previous 20 bytes
 //   sections, each: u32 type | u32 reserved (0) | u64 length | u32 crc32c(payload) | u32 crc32c(first 20
 //            bytes of this section header), then `length` payload bytes
 //   trailer  a section of type End whose payload is u64 number of sections before it | u64 file length;
 //            nothing may follow it.
-// Section payloads (see snapshot_encode.cpp for the exact field order): Vcpu (one per vCPU), Irqchip,
-// Pit, Clock, Device (one per device: name + blob), Memory (one per RAM block: RAM offset, size, GPA or
+// Section payloads (see snapshot_encode.cpp for the exact field order): Vcpu (one per vCPU), Clock,
+// Device (one per device: name + blob), Memory (one per RAM block: RAM offset, size, GPA or
 // unmapped, then either the non-zero plain pages or sealed records from the mirror helper). Plain pages
-// start at a file offset that is a multiple of 4 KiB (version 2: zero padding before them), so they move
-// between the file and guest RAM with direct I/O, without the page cache.
+// start at a file offset that is a multiple of 4 KiB (since version 2: zero padding before them), so they
+// move between the file and guest RAM with direct I/O, without the page cache. Version 3 dropped the
+// Irqchip and Pit sections of KVM's PIC, I/O APIC and PIT: Kite's own I/O APIC is a Device section, and
+// there is no PIC or PIT any more.
 //
 // read_snapshot/decode_snapshot validate the whole file (every checksum, every length, every field) and
 // return plain data; they apply nothing to a running VM. read_snapshot may put the plain pages straight
@@ -35,7 +37,7 @@
 namespace kite {
 
 inline constexpr char kSnapshotMagic[8] = {'K', 'I', 'T', 'E', 'S', 'N', 'A', 'P'};
-inline constexpr uint32_t kSnapshotVersion = 2;
+inline constexpr uint32_t kSnapshotVersion = 3;
 inline constexpr size_t kSnapshotHeaderSize = 24;
 inline constexpr size_t kSectionHeaderSize = 24;
 
@@ -44,8 +46,7 @@ inline constexpr uint32_t kSnapshotFlagSealedMemory = 1;  // memory went through
 
 enum class SectionType : uint32_t {
     Vcpu = 1,
-    Irqchip = 2,
-    Pit = 3,
+    // 2 and 3 were Irqchip and Pit, up to version 2.
     Clock = 4,
     Device = 5,
     Memory = 6,
@@ -69,12 +70,6 @@ struct VcpuState {
     kvm_lapic_state lapic{};
     kvm_vcpu_events events{};
     kvm_mp_state mp_state{};
-};
-
-struct IrqchipState {
-    kvm_irqchip pic_master{};
-    kvm_irqchip pic_slave{};
-    kvm_irqchip ioapic{};
 };
 
 struct DeviceState {
@@ -111,8 +106,6 @@ struct MemoryBlockState {
 struct SnapshotData {
     uint32_t flags = 0;
     std::vector<VcpuState> vcpus;
-    std::optional<IrqchipState> irqchip;
-    std::optional<kvm_pit_state2> pit;
     std::optional<kvm_clock_data> clock;
     std::vector<DeviceState> devices;
     std::vector<MemoryBlockState> memory;

@@ -21,8 +21,6 @@ constexpr uint64_t kUnmapped = ~0ull;
 const char* section_name(uint32_t type) {
     switch (static_cast<SectionType>(type)) {
     case SectionType::Vcpu: return "vcpu";
-    case SectionType::Irqchip: return "irqchip";
-    case SectionType::Pit: return "pit";
     case SectionType::Clock: return "clock";
     case SectionType::Device: return "device";
     case SectionType::Memory: return "memory";
@@ -359,23 +357,6 @@ Result<SnapshotData> decode_from(SnapshotSource& in, const MemoryTarget& target,
             auto v = parse_vcpu(p);
             if (!v) return std::unexpected(v.error());
             out.vcpus.push_back(std::move(*v));
-            break;
-        }
-        case SectionType::Irqchip: {
-            if (out.irqchip) return p.bad("second irqchip section");
-            IrqchipState s;
-            { KITE_SIZED(x, kvm_irqchip, "PIC master"); s.pic_master = x; }
-            { KITE_SIZED(x, kvm_irqchip, "PIC slave"); s.pic_slave = x; }
-            { KITE_SIZED(x, kvm_irqchip, "IOAPIC"); s.ioapic = x; }
-            if (auto ok = p.finish(); !ok) return std::unexpected(ok.error());
-            out.irqchip = s;
-            break;
-        }
-        case SectionType::Pit: {
-            if (out.pit) return p.bad("second PIT section");
-            KITE_SIZED(x, kvm_pit_state2, "kvm_pit_state2");
-            if (auto ok = p.finish(); !ok) return std::unexpected(ok.error());
-            out.pit = x;
             break;
         }
         case SectionType::Clock: {

@@ -163,20 +163,6 @@ Result<SnapshotPieces> encode_snapshot_pieces(const SnapshotData& data) {
         section(out, SectionType::Vcpu, vcpu_payload(v));
         ++sections;
     }
-    if (data.irqchip) {
-        ByteWriter w;
-        w.sized(data.irqchip->pic_master);
-        w.sized(data.irqchip->pic_slave);
-        w.sized(data.irqchip->ioapic);
-        section(out, SectionType::Irqchip, std::move(w.data()));
-        ++sections;
-    }
-    if (data.pit) {
-        ByteWriter w;
-        w.sized(*data.pit);
-        section(out, SectionType::Pit, std::move(w.data()));
-        ++sections;
-    }
     if (data.clock) {
         ByteWriter w;
         w.sized(*data.clock);

@@ -151,32 +151,20 @@ TEST_CASE("FADT is hardware-reduced with sleep and reset registers at the ACPI P
     CHECK(le(fadt, 260, 8) == kAcpiSleepStatusPort);
 }
 
-TEST_CASE("MADT lists one enabled local APIC per vCPU and the I/O APIC, no override by default") {
+TEST_CASE("MADT lists one enabled local APIC per vCPU and the I/O APIC, no PIC and no override") {
     AcpiConfig config = two_cpus_two_virtio();
     config.num_cpus = 3;
     AcpiTables t = build_acpi_tables(config).value();
     const auto& madt = table(t, "APIC");
 
     CHECK(le(madt, 36, 4) == 0xfee00000);
+    CHECK(le(madt, 40, 4) == 0);  // no PCAT_COMPAT
     CHECK(madt.size() == 44 + 3 * 8 + 12);
     CHECK(madt.at(44 + 2 * 8) == 0);      // type: processor local APIC
     CHECK(madt.at(44 + 2 * 8 + 3) == 2);  // APIC ID of the third vCPU
     CHECK(le(madt, 44 + 2 * 8 + 4, 4) == 1);
     CHECK(madt.at(44 + 3 * 8) == 1);  // type: I/O APIC
     CHECK(le(madt, 44 + 3 * 8 + 4, 4) == 0xfec00000);
-}
-
-TEST_CASE("MADT maps ISA IRQ 0 to GSI 2 when asked") {
-    AcpiConfig config = two_cpus_two_virtio();
-    config.irq0_to_gsi2 = true;
-    AcpiTables t = build_acpi_tables(config).value();
-    const auto& madt = table(t, "APIC");
-    size_t iso = 44 + 2 * 8 + 12;
-
-    CHECK(madt.size() == iso + 10);
-    CHECK(madt.at(iso) == 2);
-    CHECK(madt.at(iso + 3) == 0);
-    CHECK(le(madt, iso + 4, 4) == 2);
 }
 
 TEST_CASE("iasl disassembles the DSDT: virtio devices, COM1 and _S5_ are there") {
