@@ -7,6 +7,7 @@
 // does not come back at unmask; a used-buffer interrupt of the virtio device arrives on its pin.
 // Each check prints "GUEST: PASS <name>" or "GUEST: FAIL <name> (check N) <detail>"; the debug-exit port
 // gets 0 if all passed, else the number of the first failed check.
+#include "guest_report.h"
 #include "virtio_hostile_driver.h"
 
 // Written by pvh_entry.S before it calls guest_main.
@@ -18,22 +19,6 @@ uint64_t entry_cr0, entry_efer, entry_rflags, entry_cs, entry_info;
 #define RNG_IRQ 5        // the first virtio-mmio transport's pin (memory/x86_layout.h)
 #define WAIT_IRQ 4000000000ull   // TSC ticks: long enough under nested TCG, only waited out on a failure
 #define WAIT_QUIET 400000000ull  // how long an interrupt that must not come is given to show up
-
-static int check_no, first_failed;
-
-static void report(int ok, const char* name, uint64_t detail) {
-    ++check_no;
-    put(ok ? "GUEST: PASS " : "GUEST: FAIL ");
-    put(name);
-    if (!ok) {
-        if (!first_failed) first_failed = check_no;
-        put(" (check ");
-        put_dec((uint64_t)check_no);
-        put(") ");
-        put_hex(detail);
-    }
-    put("\n");
-}
 
 static uint32_t ioapic_read(uint32_t reg) {
     *(volatile uint32_t*)IOAPIC = reg;
@@ -176,6 +161,5 @@ void guest_main(int pvh) {
     setup_interrupts();
     serial_checks();
     virtio_checks();
-    put(first_failed ? "GUEST: DONE with failures\n" : "GUEST: DONE all passed\n");
-    outb(DEBUG_EXIT_PORT, (uint8_t)first_failed);
+    finish_checks();
 }

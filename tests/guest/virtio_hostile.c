@@ -6,6 +6,7 @@
 // Transport 0 ("A") takes the abuse; transport 1 ("B") is the bystander that must keep working.
 // Each check prints "GUEST: PASS <name>" or "GUEST: FAIL <name> (check N) <detail>" on the serial port;
 // the debug-exit port gets 0 if all passed, else the number N of the first failed check.
+#include "guest_report.h"
 #include "virtio_hostile_driver.h"
 
 // Written by pvh_entry.S before it calls guest_main.
@@ -24,22 +25,6 @@ uint64_t entry_cr0, entry_efer, entry_rflags, entry_cs, entry_info;
 #define WAIT_DONE 8000000000ull
 // How long a request that must NOT be served is given to show up anyway.
 #define WAIT_QUIET 600000000ull
-
-static int check_no, first_failed;
-
-static void report(int ok, const char* name, uint64_t detail) {
-    ++check_no;
-    put(ok ? "GUEST: PASS " : "GUEST: FAIL ");
-    put(name);
-    if (!ok) {
-        if (!first_failed) first_failed = check_no;
-        put(" (check ");
-        put_dec((uint64_t)check_no);
-        put(") ");
-        put_hex(detail);
-    }
-    put("\n");
-}
 
 static void set_desc(volatile struct desc* d, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next) {
     d->addr = addr;
@@ -320,8 +305,7 @@ static void self_overwrite(struct vq* qa, struct vq* qb) {
 }
 
 static void finish(void) {
-    put(first_failed ? "GUEST: DONE with failures\n" : "GUEST: DONE all passed\n");
-    outb(DEBUG_EXIT_PORT, (uint8_t)(first_failed > 255 ? 255 : first_failed));
+    finish_checks();
     for (;;) __asm__ volatile("cli; hlt");
 }
 
