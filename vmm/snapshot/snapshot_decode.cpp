@@ -245,12 +245,13 @@ Result<MemoryBlockState> read_memory(SnapshotSource& in, uint64_t length, uint64
         uint64_t next = 0;  // the first page not yet written
         Result<void> read{};
         for_each_page_run(m.page_indices, [&](size_t, uint64_t first, size_t run) {
-            if (!read) return;
             zero_guest_pages(dest->subspan(next * kPage, (first - next) * kPage));
             auto pages = dest->subspan(first * kPage, run * kPage);
             read = in.read_pages(pages);
+            if (!read) return false;
             crc = crc32c({reinterpret_cast<const uint8_t*>(pages.data()), pages.size()}, crc);
             next = first + run;
+            return true;
         });
         if (!read) return std::unexpected(read.error());
         zero_guest_pages(dest->subspan(next * kPage));

@@ -122,7 +122,10 @@ SnapshotPieces memory_payload(const MemoryBlockState& m, uint64_t at) {
             // Straight from guest RAM, one span per run of consecutive pages.
             auto* base = reinterpret_cast<const uint8_t*>(m.borrowed.data());
             for_each_page_run(m.page_indices,
-                              [&](size_t, uint64_t first, size_t count) { list.ref({base + first * kPage, count * kPage}); });
+                              [&](size_t, uint64_t first, size_t count) {
+                                  list.ref({base + first * kPage, count * kPage});
+                                  return true;
+                              });
         }
     } else {
         w.u32(0);
@@ -285,6 +288,7 @@ void restore_plain_memory_block(const MemoryBlockState& state, std::span<std::by
         zero_guest_pages(block.subspan(next * kPage, (first - next) * kPage));
         std::memcpy(block.data() + first * kPage, pages + n * kPage, count * kPage);
         next = first + count;
+        return true;
     });
     zero_guest_pages(block.subspan(next * kPage));
 }

@@ -40,13 +40,14 @@ protected:
 Result<SnapshotData> decode_from(SnapshotSource& in, const MemoryTarget& target, bool copy_pages);
 
 // Calls fn(n, first, count) for each run of consecutive page numbers in `indices` (strictly increasing):
-// indices[n] == first, and the run covers pages first .. first + count - 1.
+// indices[n] == first, and the run covers pages first .. first + count - 1. The walk stops at the first
+// run for which fn returns false.
 template <class Fn>
 void for_each_page_run(std::span<const uint64_t> indices, Fn fn) {
     for (size_t n = 0; n < indices.size();) {
         size_t count = 1;
         while (n + count < indices.size() && indices[n + count] == indices[n] + count) ++count;
-        fn(n, indices[n], count);
+        if (!fn(n, indices[n], count)) return;
         n += count;
     }
 }
