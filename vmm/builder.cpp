@@ -112,6 +112,7 @@ Result<void> VmBuilder::create_irqchip() {
     if (auto r = vm_->mmio().insert(ioapic, kIoapicBase, Ioapic::kWindowSize); !r) return r;
     vm_->add_device_state({"ioapic", [ioapic] { return ioapic->save_state(); },
                            [ioapic](std::span<const uint8_t> b) { return ioapic->restore_state(b); }});
+    vm_->add_diagnostic([ioapic] { return ioapic->describe(); });
     return {};
 }
 

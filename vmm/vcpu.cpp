@@ -35,6 +35,29 @@ std::string crash_report(unsigned index, const VcpuFd& fd, const std::string& wh
                              regs.rip, sregs.cs.selector, regs.rsp, sregs.cr0, sregs.cr2, sregs.cr3, sregs.cr4, sregs.efer);
 }
 
+const char* mp_state_name(uint32_t state) {
+    switch (state) {
+    case KVM_MP_STATE_RUNNABLE: return "runnable";
+    case KVM_MP_STATE_UNINITIALIZED: return "waiting for INIT";
+    case KVM_MP_STATE_INIT_RECEIVED: return "waiting for SIPI";
+    case KVM_MP_STATE_HALTED: return "halted";
+    default: return "other run state";
+    }
+}
+
+// The vectors set in one of the local APIC's 256-bit registers (ISR at 0x100, IRR at 0x200): eight
+// 32-bit words, 16 bytes apart.
+std::string apic_vectors(const kvm_lapic_state& lapic, size_t base) {
+    std::string out;
+    for (unsigned word = 0; word < 8; ++word) {
+        uint32_t bits = 0;
+        std::memcpy(&bits, lapic.regs + base + 0x10 * word, 4);
+        for (unsigned bit = 0; bit < 32; ++bit)
+            if (bits & (1u << bit)) out += fmt::format("{}{:#x}", out.empty() ? "" : " ", word * 32 + bit);
+    }
+    return out.empty() ? "none" : out;
+}
+
 template <class... Ts>
 struct Overloaded : Ts... {
     using Ts::operator()...;
@@ -50,6 +73,24 @@ VcpuSet::VcpuSet(Bus& pio, Bus& mmio, VcpuHooks hooks) : pio_(pio), mmio_(mmio),
 }
 
 VcpuSet::~VcpuSet() { stop(); }
+
+std::string VcpuSet::describe(size_t i) const {
+    const VcpuFd& fd = vcpus_[i]->fd;
+    std::string out = "vCPU " + std::to_string(i) + ":";
+    kvm_regs regs{};
+    kvm_sregs sregs{};
+    if (!fd.get_regs(regs) || !fd.get_sregs(sregs)) return out + " registers unreadable";
+    out += fmt::format(" rip {:#x} (cs {:#x}), rsp {:#x}, rflags {:#x}, cr3 {:#x}", regs.rip, sregs.cs.selector,
+                       regs.rsp, regs.rflags, sregs.cr3);
+    if (kvm_mp_state mp{}; fd.get_mp_state(mp)) out += std::string(", ") + mp_state_name(mp.mp_state);
+    if (kvm_lapic_state lapic{}; fd.get_lapic(lapic)) {
+        uint32_t tpr = 0;
+        std::memcpy(&tpr, lapic.regs + 0x80, 4);
+        out += fmt::format("; local APIC: TPR {:#x}, in service {}, pending {}", tpr & 0xff, apic_vectors(lapic, 0x100),
+                           apic_vectors(lapic, 0x200));
+    }
+    return out;
+}
 
 void VcpuSet::add(VcpuFd vcpu) { vcpus_.push_back(std::make_unique<Vcpu>(std::move(vcpu))); }
 

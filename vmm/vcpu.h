@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -48,6 +49,9 @@ public:
     void resume();
     // Stops and joins every vCPU thread. Idempotent.
     void stop();
+    // Only while paused: one line on where vCPU i is (rip, rsp, rflags, cr3, run state) and its local APIC's
+    // task priority and the vectors in service and pending, for whoever debugs a hung guest.
+    std::string describe(size_t i) const;
 
 private:
     struct Vcpu {

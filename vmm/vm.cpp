@@ -36,12 +36,31 @@ void Vm::request_stop(StopReason reason) {
     asio::post(io_, [this] { io_.stop(); });
 }
 
+void Vm::log_state() {
+    const bool was_paused = paused_;
+    pause();
+    spdlog::warn("state on SIGUSR1 ({}):", was_paused ? "paused" : "running; the vCPUs paused for the reading");
+    for (size_t i = 0; i < vcpus_->size(); ++i) spdlog::warn("  {}", vcpus_->describe(i));
+    for (const auto& fn : diagnostics_) spdlog::warn("  {}", fn());
+    if (!was_paused) resume();
+}
+
 int Vm::run() {
     asio::signal_set signals(io_, SIGINT, SIGTERM, SIGHUP);
     signals.async_wait([this](std::error_code ec, int sig) {
         if (ec) return;
         request_stop({128 + sig, std::string("stopped by signal ") + strsignal(sig)});
     });
+    // SIGUSR1: where the guest is, without stopping it (tests/e2e/lib.sh sends it to a hung run).
+    asio::signal_set report(io_, SIGUSR1);
+    std::function<void()> wait_report = [&] {
+        report.async_wait([&](std::error_code ec, int) {
+            if (ec) return;
+            log_state();
+            wait_report();
+        });
+    };
+    wait_report();
     // SIGPIPE from a closed serial output or a dead vhost-user peer must not kill the VMM.
     std::signal(SIGPIPE, SIG_IGN);
 

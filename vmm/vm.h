@@ -61,6 +61,11 @@ public:
     void set_vcpus(std::unique_ptr<VcpuSet> vcpus) { vcpus_ = std::move(vcpus); }
     // Called once the VM is stopped, before devices are destroyed (flush outputs, restore the terminal).
     void on_shutdown(std::function<void()> fn) { shutdown_hooks_.push_back(std::move(fn)); }
+    // A line of device state for the SIGUSR1 report (the I/O APIC's routes, say). Register at build time.
+    void add_diagnostic(std::function<std::string()> fn) { diagnostics_.push_back(std::move(fn)); }
+    // What SIGUSR1 logs (VMM thread): every vCPU's describe() line and every diagnostic, the vCPUs paused
+    // for the reading and resumed after unless they were paused already. The guest keeps running.
+    void log_state();
 
     // Pause/resume all vCPUs (VMM thread). pause() returns once every vCPU is parked outside KVM_RUN.
     void pause();
@@ -87,6 +92,7 @@ private:
     std::unique_ptr<VcpuSet> vcpus_;
     std::vector<std::function<void()>> shutdown_hooks_;
     std::vector<DeviceStateHooks> device_states_;
+    std::vector<std::function<std::string()>> diagnostics_;
     bool paused_ = false;  // VMM thread only
 
     std::mutex stop_mutex_;

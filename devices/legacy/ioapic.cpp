@@ -1,5 +1,7 @@
 #include "devices/legacy/ioapic.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <string>
 
@@ -50,6 +52,18 @@ Ioapic::Ioapic(std::function<void(const Routes&)> apply) : apply_(std::move(appl
 std::array<uint64_t, Ioapic::kPins> Ioapic::entries() const {
     std::lock_guard lock(mutex_);
     return entries_;
+}
+
+std::string Ioapic::describe() const {
+    const auto all = entries();
+    std::string out = "I/O APIC:";
+    for (uint32_t pin = 0; pin < kPins; ++pin) {
+        auto m = message_of(all[pin]);
+        if (!m) continue;
+        out += fmt::format(" pin {} -> vector {:#x}, {} destination {:#x};", pin, all[pin] & 0xff,
+                           (all[pin] & (1u << 11)) ? "logical" : "physical", all[pin] >> 56);
+    }
+    return out.back() == ':' ? out + " every pin masked" : out;
 }
 
 std::optional<MsiMessage> Ioapic::message_of(uint64_t entry) {

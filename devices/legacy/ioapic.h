@@ -25,6 +25,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "devices/bus_device.h"
@@ -58,6 +59,8 @@ public:
 
     // The redirection entries as they read back.
     std::array<uint64_t, kPins> entries() const;
+    // One line: each unmasked pin's vector, destination and message, or that all are masked.
+    std::string describe() const;
     // The message a redirection entry sends, or nullopt if it is masked.
     static std::optional<MsiMessage> message_of(uint64_t entry);
 

@@ -97,8 +97,9 @@ expected_debug_exit() {
 }
 
 # vmm_timed CMD... : runs CMD under the E2E_BOOT_TIMEOUT limit, like `timeout -k 5` but returning 124 only
-# after printing (to stderr, "# hang:" lines) what each thread of the VMM was waiting in when time ran out:
-# an intermittent hang then leaves a trace in the log instead of only a status. stdin is CMD's stdin.
+# after printing (to stderr, "# hang:" lines) what each thread of the VMM was waiting in when time ran out,
+# and having Kite log its vCPUs' registers and local APICs (SIGUSR1): an intermittent hang then leaves a
+# trace in the log instead of only a status. stdin is CMD's stdin.
 # Callers run it in the background or in a pipeline: a TERM sent to that subshell goes on to CMD.
 #
 # One retry: in the nested sandbox a secondary vCPU of a Linux guest has triple-faulted while the guest
@@ -137,6 +138,8 @@ vmm_timed_once() {
     hang_report "$pid"
     echo "# hang: kernel log, last lines:"
     dmesg 2>/dev/null | tail -n 8 | sed 's/^/# hang:   /'
+    # Kite logs where each vCPU is and the I/O APIC's routes on SIGUSR1 (in the VMM's own output).
+    if [[ ${E2E_VMM:-kite} == kite ]]; then kill -USR1 "$pid" 2>/dev/null; sleep 3; fi
     kill "$pid"
     for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.5; done
     kill -9 "$pid" 2>/dev/null ) >"$report" 2>&1 &

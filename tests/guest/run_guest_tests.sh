@@ -128,6 +128,33 @@ run_ioapic() {
 }
 run_ioapic
 
+# SIGUSR1 makes Kite log where each vCPU is and what the I/O APIC routes, and the guest runs on: a running
+# fill-hash guest (waiting for serial input) must report, stay alive, and then stop on SIGTERM as usual.
+run_state_report() {
+    local log="$work/state-report.log" pid ok=1 why="" status
+    sleep 60 | "$kite" run --kernel "$images/fill-hash.elf" --memory 16M --serial stdio \
+        --cmdline "fill_seed=1 fill_mb=1 kite_state_report" > "$log" 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do grep -q "FILL: READY" "$log" && break; sleep 0.1; done
+    pkill -USR1 -f -n "kite_state_report" 2>/dev/null
+    for _ in $(seq 50); do grep -q "I/O APIC:" "$log" && break; sleep 0.1; done
+    grep -Eq "vCPU 0: rip 0x[0-9a-f]+ .*local APIC: TPR" "$log" || { ok=0; why="no vCPU line"; }
+    grep -q "I/O APIC: every pin masked" "$log" || { ok=0; why="$why; no I/O APIC line"; }
+    pgrep -f "kite_state_report" > /dev/null || { ok=0; why="$why; kite did not survive the report"; }
+    pkill -TERM -f -n "kite_state_report" 2>/dev/null
+    wait "$pid"
+    status=$(grep -o "exit status [0-9]*" "$log" | tail -n1)
+    [ "$status" = "exit status 143" ] || { ok=0; why="$why; ended with '$status', not SIGTERM's 143"; }
+    if [ "$ok" -eq 1 ]; then
+        echo "ok   state-report"
+    else
+        echo "FAIL state-report (${why#; }); output:"
+        sed 's/^/    /' "$log"
+        failed=1
+    fi
+}
+run_state_report
+
 # Snapshot and restore (fill_hash.c): the guest fills 2 MiB of RAM from a fresh seed, prints FILLHASH and
 # waits for a serial byte. Kite snapshots it (--then stop); a new Kite process restores the file and sends
 # 'v' on stdin: the restored guest hashes the region again, compares with the hash it kept in RAM and

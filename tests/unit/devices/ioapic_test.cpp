@@ -156,3 +156,12 @@ TEST_CASE("ioapic: a bad state is refused and changes nothing") {
     CHECK(g.ioapic.save_state() == before);
     CHECK(g.applied.size() == 1);
 }
+
+TEST_CASE("ioapic: describe names the unmasked pins") {
+    Fixture f;
+    CHECK(f.ioapic.describe() == "I/O APIC: every pin masked");
+    f.program(4, 0x0100'0000'0000'0841ull);
+    f.program(5, 0x0000'0000'0000'0031ull);
+    CHECK(f.ioapic.describe() ==
+          "I/O APIC: pin 4 -> vector 0x41, logical destination 0x1; pin 5 -> vector 0x31, physical destination 0x0;");
+}
