@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -67,6 +68,8 @@ bool restore(kite::Vm& vm, const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // SIGUSR1 asks a running VM for its state (Vm::run); one that arrives before then must not kill us.
+    std::signal(SIGUSR1, SIG_IGN);
     auto command = kite::parse_cli(argc, argv);
     if (!command) {
         std::fprintf(stderr, "kite: %s\n", command.error().message.c_str());

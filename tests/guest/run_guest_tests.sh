@@ -130,19 +130,25 @@ run_ioapic
 
 # SIGUSR1 makes Kite log where each vCPU is and what the I/O APIC routes, and the guest runs on: a running
 # fill-hash guest (waiting for serial input) must report, stay alive, and then stop on SIGTERM as usual.
+# Only the shell's own kill and wait: the sandbox has no pgrep or pkill.
 run_state_report() {
-    local log="$work/state-report.log" pid ok=1 why="" status
-    sleep 60 | "$kite" run --kernel "$images/fill-hash.elf" --memory 16M --serial stdio \
-        --cmdline "fill_seed=1 fill_mb=1 kite_state_report" > "$log" 2>&1 &
+    local log="$work/state-report.log" pid ok=1 why="" status hold
+    mkfifo "$work/state-report.in"  # kite's stdin: open and silent while we hold the write end
+    "$kite" run --kernel "$images/fill-hash.elf" --memory 16M --serial stdio --cmdline "fill_seed=1 fill_mb=1" \
+        < "$work/state-report.in" > "$log" 2>&1 &
     pid=$!
-    for _ in $(seq 100); do grep -q "FILL: READY" "$log" && break; sleep 0.1; done
-    pkill -USR1 -f -n "kite_state_report" 2>/dev/null
-    for _ in $(seq 50); do grep -q "I/O APIC:" "$log" && break; sleep 0.1; done
+    exec {hold}> "$work/state-report.in"
+    for _ in $(seq 1200); do grep -q "FILL: READY" "$log" && break; sleep 0.1; done
+    kill -USR1 "$pid" 2>/dev/null
+    for _ in $(seq 300); do grep -q "I/O APIC:" "$log" && break; sleep 0.1; done
     grep -Eq "vCPU 0: rip 0x[0-9a-f]+ .*local APIC: TPR" "$log" || { ok=0; why="no vCPU line"; }
     grep -q "I/O APIC: every pin masked" "$log" || { ok=0; why="$why; no I/O APIC line"; }
-    pgrep -f "kite_state_report" > /dev/null || { ok=0; why="$why; kite did not survive the report"; }
-    pkill -TERM -f -n "kite_state_report" 2>/dev/null
+    kill -0 "$pid" 2>/dev/null || { ok=0; why="$why; kite did not survive the report"; }
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
     wait "$pid"
+    exec {hold}>&-
     status=$(grep -o "exit status [0-9]*" "$log" | tail -n1)
     [ "$status" = "exit status 143" ] || { ok=0; why="$why; ended with '$status', not SIGTERM's 143"; }
     if [ "$ok" -eq 1 ]; then
