@@ -97,6 +97,11 @@ void Ioapic::write(uint64_t offset, std::span<const uint8_t> data) {
     }
 }
 
+std::optional<uint32_t> Ioapic::selected_pin_locked() const {
+    if (select_ < kFirstRedirectionRegister || select_ >= kFirstRedirectionRegister + 2 * kPins) return std::nullopt;
+    return (select_ - kFirstRedirectionRegister) / 2;
+}
+
 uint32_t Ioapic::read_indirect_locked() const {
     switch (select_) {
     case kIdRegister:
@@ -104,8 +109,9 @@ uint32_t Ioapic::read_indirect_locked() const {
     case kVersionRegister: return kVersion;
     default: break;
     }
-    if (select_ < kFirstRedirectionRegister || select_ >= kFirstRedirectionRegister + 2 * kPins) return 0xffff'ffff;
-    const uint64_t entry = entries_[(select_ - kFirstRedirectionRegister) / 2];
+    const auto pin = selected_pin_locked();
+    if (!pin) return 0xffff'ffff;
+    const uint64_t entry = entries_[*pin];
     return static_cast<uint32_t>((select_ & 1) ? entry >> 32 : entry);
 }
 
@@ -114,8 +120,9 @@ void Ioapic::write_indirect_locked(uint32_t value) {
         id_ = value & kIdMask;
         return;
     }
-    if (select_ < kFirstRedirectionRegister || select_ >= kFirstRedirectionRegister + 2 * kPins) return;
-    uint64_t& entry = entries_[(select_ - kFirstRedirectionRegister) / 2];
+    const auto pin = selected_pin_locked();
+    if (!pin) return;
+    uint64_t& entry = entries_[*pin];
     const uint64_t half = (select_ & 1) ? uint64_t{value} << 32 : uint64_t{value};
     const uint64_t keep = (select_ & 1) ? 0xffff'ffffull : 0xffff'ffff'0000'0000ull;
     entry = ((entry & keep) | half) & kWritableBits;

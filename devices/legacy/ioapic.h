@@ -70,6 +70,8 @@ public:
     Result<void> restore_state(std::span<const uint8_t> bytes);
 
 private:
+    // The pin whose entry IOREGSEL selects (either word), or nullopt.
+    std::optional<uint32_t> selected_pin_locked() const;
     uint32_t read_indirect_locked() const;
     void write_indirect_locked(uint32_t value);
     void apply_routes_locked(bool always);

@@ -47,6 +47,19 @@ run_one() {
     fi
 }
 
+# verdict NAME OK WHY LOG [DETAIL]: prints "ok   NAME [DETAIL]", or "FAIL NAME (WHY)" and LOG indented
+# (WHY is a list of "; "-joined reasons, its leading separator dropped) and marks the run failed.
+verdict() {
+    local name=$1 ok=$2 why=$3 log=$4 detail=${5-}
+    if [ "$ok" -eq 1 ]; then
+        echo "ok   $name${detail:+ $detail}"
+    else
+        echo "FAIL $name (${why#; }); output:"
+        sed 's/^/    /' "$log"
+        failed=1
+    fi
+}
+
 good="console=ttyS0 kite_test=hello kite_ram_mb=64 initrd_size=$initrd_size initrd_cksum=$initrd_sum"
 bad="console=ttyS0 kite_test=hello kite_ram_mb=64 initrd_size=$initrd_size initrd_cksum=$((initrd_sum ^ 1))"
 run_one pvh pvh-guest.elf 0 "$good"
@@ -97,13 +110,7 @@ run_hostile() {
             ! grep 'register or config reads exited to Kite' "$log" | grep -vq ': 0 register' ||
             { ok=0; why="$why; register reads exited to Kite despite the register pages"; }
     fi
-    if [ "$ok" -eq 1 ]; then
-        echo "ok   virtio-hostile ($(grep -c 'GUEST: PASS' "$log") checks)"
-    else
-        echo "FAIL virtio-hostile (${why#; }); output:"
-        sed 's/^/    /' "$log"
-        failed=1
-    fi
+    verdict virtio-hostile "$ok" "$why" "$log" "($(grep -c 'GUEST: PASS' "$log") checks)"
 }
 run_hostile
 
@@ -118,13 +125,7 @@ run_ioapic() {
     grep -q "GUEST: DONE all passed" "$log" || { ok=0; why="$why; no 'GUEST: DONE all passed'"; }
     ! grep -q "GUEST: FAIL" "$log" || { ok=0; why="$why; a guest check failed"; }
     ! grep -Eq "AddressSanitizer|LeakSanitizer|runtime error:|error:" "$log" || { ok=0; why="$why; kite reported an error"; }
-    if [ "$ok" -eq 1 ]; then
-        echo "ok   ioapic ($(grep -c 'GUEST: PASS' "$log") checks)"
-    else
-        echo "FAIL ioapic (${why#; }); output:"
-        sed 's/^/    /' "$log"
-        failed=1
-    fi
+    verdict ioapic "$ok" "$why" "$log" "($(grep -c 'GUEST: PASS' "$log") checks)"
 }
 run_ioapic
 
@@ -151,13 +152,7 @@ run_state_report() {
     exec {hold}>&-
     status=$(grep -o "exit status [0-9]*" "$log" | tail -n1)
     [ "$status" = "exit status 143" ] || { ok=0; why="$why; ended with '$status', not SIGTERM's 143"; }
-    if [ "$ok" -eq 1 ]; then
-        echo "ok   state-report"
-    else
-        echo "FAIL state-report (${why#; }); output:"
-        sed 's/^/    /' "$log"
-        failed=1
-    fi
+    verdict state-report "$ok" "$why" "$log"
 }
 run_state_report
 
