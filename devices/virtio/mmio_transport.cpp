@@ -1,13 +1,12 @@
 #include "devices/virtio/mmio_transport.h"
 
-#include <sys/eventfd.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <array>
 #include <cstring>
 
 #include "devices/virtio/asio_loop.h"
+#include "devices/virtio/device_status.h"
+#include "devices/virtio/eventfd.h"
 #include "devices/virtio/queue.h"
 #include "devices/virtio/spec.h"
 
@@ -55,18 +54,6 @@ constexpr uint32_t kInterruptConfigChange = 2;
 GuestAddress with_low(GuestAddress a, uint32_t low) { return GuestAddress((a.value() & ~0xffffffffull) | low); }
 GuestAddress with_high(GuestAddress a, uint32_t high) {
     return GuestAddress((a.value() & 0xffffffffull) | (uint64_t{high} << 32));
-}
-
-Result<UniqueFd> make_eventfd() {
-    UniqueFd fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-    if (!fd) return std::unexpected(errno_error("eventfd"));
-    return fd;
-}
-
-void signal_eventfd(int fd) {
-    uint64_t one = 1;
-    // EAGAIN only if the counter is at its maximum: the reader is then certain to wake up anyway.
-    [[maybe_unused]] ssize_t n = ::write(fd, &one, sizeof one);
 }
 
 }  // namespace
@@ -297,32 +284,11 @@ void VirtioMmioTransport::write_status(uint32_t value) {
         reset_locked();
         return;
     }
-    // guest-controlled. The driver only ever adds bits (spec 3.1.1); anything else is a driver bug.
-    // DEVICE_NEEDS_RESET is the device's bit: a driver may leave it out or write back what it read
-    // (Linux's virtio_add_status(FAILED) does).
-    uint32_t kept = status_ & ~virtio::kStatusDeviceNeedsReset;
-    if ((value & kept) != kept) {
-        log_.warn("virtio-mmio: status {:#x} clears bits of {:#x}, ignored", value, status_);
-        return;
-    }
-    uint32_t added = value & ~status_;
-    uint32_t next = status_ | value;
-    if (added & virtio::kStatusFeaturesOk) {
-        uint64_t offered = device_->device_features();
-        if ((driver_features_ & ~offered) || !(driver_features_ & virtio::kFeatureVersion1)) {
-            log_.warn("virtio-mmio: features {:#x} refused (offered {:#x}, VERSION_1 required)", driver_features_,
-                      offered);
-            next &= ~virtio::kStatusFeaturesOk;
-        }
-    }
-    if (added & virtio::kStatusDriverOk) {
-        if (!(next & virtio::kStatusFeaturesOk) || (next & virtio::kStatusDeviceNeedsReset)) {
-            log_.warn("virtio-mmio: DRIVER_OK without FEATURES_OK or with a failed queue, ignored");
-            next &= ~virtio::kStatusDriverOk;
-        }
-    }
-    status_ = next;
-    if (added & next & virtio::kStatusDriverOk) post_activate_locked();
+    // guest-controlled.
+    auto update = virtio::apply_status_write(status_, value, driver_features_, device_->device_features(), log_,
+                                             "virtio-mmio");
+    status_ = update.status;
+    if (update.activate) post_activate_locked();
 }
 
 void VirtioMmioTransport::post_activate_locked(bool restored) {
