@@ -30,11 +30,41 @@ constexpr uint8_t kIrqNoFlagsDescriptor = 0x22;  // small, 2 bytes of data
 constexpr uint8_t kEndTag = 0x79;              // small, 1 byte of data
 constexpr uint8_t kMemory32FixedDescriptor = 0x86;
 constexpr uint8_t kExtendedInterruptDescriptor = 0x89;
+constexpr uint8_t kDWordAddressSpaceDescriptor = 0x87;
+constexpr uint8_t kWordAddressSpaceDescriptor = 0x88;
+
+// Address space descriptors (ACPI 6.5, section 6.4.3.5).
+constexpr uint8_t kResourceTypeMemory = 0;
+constexpr uint8_t kResourceTypeIo = 1;
+constexpr uint8_t kResourceTypeBusNumber = 2;
+// General flags: bit 0 clear = ResourceProducer, bit 1 clear = PosDecode, bit 2 _MIF, bit 3 _MAF.
+constexpr uint8_t kProducerMinMaxFixed = 0x0c;
+// Type-specific flags. Memory: bit 0 _RW, bits 2:1 _MEM (0 = NonCacheable), bits 4:3 _MTP
+// (0 = AddressRangeMemory), bit 5 _TTP (0 = TypeStatic). I/O: bits 1:0 _RNG (3 = EntireRange),
+// bit 4 _TTP, bit 5 _TRS, all 0 else. Bus number: none.
+constexpr uint8_t kMemoryNonCacheableReadWrite = 0x01;
+constexpr uint8_t kIoEntireRange = 0x03;
+constexpr uint8_t kBusNumberFlags = 0x00;
 
 void append(Bytes& out, const Bytes& more) { out.insert(out.end(), more.begin(), more.end()); }
 
 void append_le(Bytes& out, uint64_t value, int size) {
     for (int i = 0; i < size; ++i) out.push_back(static_cast<uint8_t>(value >> (8 * i)));
+}
+
+// A Word Address Space Descriptor for the fixed range [min, max], without a resource source.
+Bytes word_address_space(uint8_t type, uint8_t type_flags, uint16_t min, uint16_t max) {
+    Bytes out{kWordAddressSpaceDescriptor};
+    append_le(out, 13, 2);  // data length: type, two flag bytes and five 16-bit fields
+    out.push_back(type);
+    out.push_back(kProducerMinMaxFixed);
+    out.push_back(type_flags);
+    append_le(out, 0, 2);  // granularity: 0 for a fixed range
+    append_le(out, min, 2);
+    append_le(out, max, 2);
+    append_le(out, 0, 2);  // translation offset
+    append_le(out, static_cast<uint16_t>(max - min + 1), 2);
+    return out;
 }
 
 bool is_lead_name_char(char c) { return (c >= 'A' && c <= 'Z') || c == '_'; }
@@ -250,6 +280,29 @@ Bytes interrupt(InterruptFlags flags, uint32_t gsi) {
     out.push_back(bits);
     out.push_back(1);
     append_le(out, gsi, 4);
+    return out;
+}
+
+Bytes word_bus_number(uint16_t min, uint16_t max) {
+    return word_address_space(kResourceTypeBusNumber, kBusNumberFlags, min, max);
+}
+
+Bytes word_io(uint16_t min, uint16_t max) { return word_address_space(kResourceTypeIo, kIoEntireRange, min, max); }
+
+Result<Bytes> dword_memory(uint64_t base, uint64_t length) {
+    if (length == 0) return fail("AML: DWordMemory range is empty");
+    if (base > 0xffffffff || length > 0xffffffff || length > 0x1'0000'0000 - base)
+        return fail("AML: DWordMemory range does not fit below 4 GiB");
+    Bytes out{kDWordAddressSpaceDescriptor};
+    append_le(out, 23, 2);  // data length: type, two flag bytes and five 32-bit fields
+    out.push_back(kResourceTypeMemory);
+    out.push_back(kProducerMinMaxFixed);
+    out.push_back(kMemoryNonCacheableReadWrite);
+    append_le(out, 0, 4);  // granularity: 0 for a fixed range
+    append_le(out, base, 4);
+    append_le(out, base + length - 1, 4);
+    append_le(out, 0, 4);  // translation offset
+    append_le(out, length, 4);
     return out;
 }
 

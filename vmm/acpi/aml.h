@@ -62,6 +62,19 @@ struct InterruptFlags {
     bool shared = false;
 };
 Bytes interrupt(InterruptFlags flags, uint32_t gsi);
+// Address space descriptors (section 6.4.3.5) for a bridge's _CRS: each declares a fixed range
+// [min, max] that the bridge produces (decodes and passes down), positive decode, minimum and maximum
+// fixed, granularity and translation offset 0, length max - min + 1.
+// WordBusNumber(ResourceProducer, MinFixed, MaxFixed, PosDecode, 0, min, max, 0, len).
+// Needs min <= max; the length of 0x0000-0xffff does not fit the 16-bit length field.
+Bytes word_bus_number(uint16_t min, uint16_t max);
+// WordIO(ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange, 0, min, max, 0, len).
+// Needs min <= max, and not the whole 0x0000-0xffff (as above).
+Bytes word_io(uint16_t min, uint16_t max);
+// DWordMemory(ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite, 0, base,
+// base + length - 1, 0, length): [base, base + length) must be non-empty and lie below 4 GiB, and
+// length must fit the 32-bit length field (so not all of 0-4 GiB).
+Result<Bytes> dword_memory(uint64_t base, uint64_t length);
 // ResourceTemplate() { descriptors }: a Buffer holding the descriptors and an End Tag.
 Result<Bytes> resource_template(const std::vector<Bytes>& descriptors);
 

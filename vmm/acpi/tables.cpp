@@ -6,6 +6,7 @@
 
 #include "devices/legacy/acpi_pm.h"
 #include "devices/legacy/serial.h"
+#include "memory/size_text.h"
 #include "vmm/acpi/aml.h"
 
 namespace kite {
@@ -27,6 +28,14 @@ constexpr uint32_t kIoApicPins = 24;  // Kite's I/O APIC (devices/legacy/ioapic.
 constexpr unsigned kMaxCpus = 255;        // xAPIC IDs 0..254 (0xff is the broadcast ID)
 constexpr size_t kMaxVirtioDevices = 0x1000;  // names V000..VFFF
 
+// PCI host bridge: bus 0 only, configuration mechanism #1 at ports 0xcf8-0xcff; the I/O ports it
+// passes down are the rest of the 64 KiB, 0x0000-0x0cf7 and 0x0d00-0xffff.
+constexpr uint16_t kPciConfigPort = 0xcf8;
+constexpr uint8_t kPciConfigPortCount = 8;
+constexpr uint16_t kPciIoLowLast = 0x0cf7;
+constexpr uint16_t kPciIoHighFirst = 0x0d00;
+constexpr uint64_t k4GiB = 0x1'0000'0000;
+
 // FADT (ACPI 6.5, table 5.9) offsets and values.
 constexpr size_t kFadtSize = 276;
 constexpr uint8_t kFadtRevision = 6;
@@ -40,7 +49,7 @@ constexpr size_t kFadtXDsdt = 140;
 constexpr size_t kFadtSleepControlReg = 244;
 constexpr size_t kFadtSleepStatusReg = 256;
 constexpr size_t kFadtHypervisorId = 268;
-constexpr uint16_t kBootArchVgaNotPresent = 1 << 2;
+constexpr uint16_t kBootArchVgaNotPresent = 1 << 2;  // bit 3, MSI not supported, stays clear
 constexpr uint16_t kBootArchCmosRtcNotPresent = 1 << 5;
 constexpr uint32_t kFlagPowerButtonIsControlMethod = 1 << 4;
 constexpr uint32_t kFlagSleepButtonIsControlMethod = 1 << 5;
@@ -223,10 +232,43 @@ Result<Bytes> virtio_device(size_t index, const AcpiConfig::VirtioMmio& dev) {
     return aml::device(name, *terms);
 }
 
+// The PCI host bridge: bus 0, its configuration ports, all other I/O ports passed down to the bus,
+// and the BAR window.
+Result<Bytes> pci_host_bridge(const AcpiConfig::PciHostBridge& pci) {
+    auto hid = aml::eisa_id("PNP0A08");  // PCI Express root bridge
+    if (!hid) return std::unexpected(hid.error());
+    auto cid = aml::eisa_id("PNP0A03");  // PCI bus, for OSes that know no PNP0A08
+    if (!cid) return std::unexpected(cid.error());
+    auto mem = aml::dword_memory(pci.mmio_base, pci.mmio_size);
+    if (!mem) return std::unexpected(Error{"PCI host bridge: " + mem.error().message});
+    auto crs = aml::resource_template({
+        aml::word_bus_number(0, 0),
+        aml::io(kPciConfigPort, kPciConfigPortCount),
+        aml::word_io(0x0000, kPciIoLowLast),
+        aml::word_io(kPciIoHighFirst, 0xffff),
+        *mem,
+    });
+    if (!crs) return std::unexpected(crs.error());
+    auto terms = Terms()
+                     .add(aml::name("_HID", *hid))
+                     .add(aml::name("_CID", *cid))
+                     // With _HID present the spec says _ADR "should not" be (iasl warns when compiling
+                     // the disassembly); QEMU's host bridges carry both and Linux accepts it.
+                     .add(aml::name("_ADR", aml::integer(0)))
+                     .add(aml::name("_SEG", aml::integer(0)))
+                     .add(aml::name("_UID", aml::integer(0)))
+                     .add(aml::name("_BBN", aml::integer(0)))
+                     .add(aml::name("_CRS", *crs))
+                     .take();
+    if (!terms) return std::unexpected(terms.error());
+    return aml::device("PCI0", *terms);
+}
+
 Result<Bytes> build_dsdt(const AcpiConfig& config) {
     Terms sb;
     if (config.serial) sb.add(com1_device());
     for (size_t i = 0; i < config.virtio.size(); ++i) sb.add(virtio_device(i, config.virtio[i]));
+    if (config.pci) sb.add(pci_host_bridge(*config.pci));
     auto sb_terms = sb.take();
     if (!sb_terms) return std::unexpected(sb_terms.error());
     // \_S5_: SLP_TYPa, SLP_TYPb and two reserved values; hardware-reduced OSPM writes SLP_TYPa.
@@ -251,6 +293,16 @@ Result<void> validate(const AcpiConfig& config) {
         if (config.virtio[i].irq >= kIoApicPins)
             return fail("ACPI: virtio-mmio device " + std::to_string(i) + " uses GSI " +
                         std::to_string(config.virtio[i].irq) + ", the I/O APIC has GSIs 0-23");
+    }
+    if (config.pci) {
+        const auto& pci = *config.pci;
+        if (pci.mmio_size == 0) return fail("ACPI: the PCI host bridge's memory window is empty (size 0)");
+        if (pci.mmio_size >= k4GiB)  // the DWordMemory length field has 32 bits
+            return fail("ACPI: the PCI host bridge's memory window (" + size_text(pci.mmio_size) +
+                        ") must be smaller than 4 GiB");
+        if (pci.mmio_base >= k4GiB || pci.mmio_size > k4GiB - pci.mmio_base)
+            return fail("ACPI: the PCI host bridge's memory window (" + size_text(pci.mmio_size) + " at " +
+                        hex_text(pci.mmio_base) + ") must lie below 4 GiB");
     }
     if (!config.base.is_aligned(kTableAlignment)) return fail("ACPI: table base address is not 16-byte aligned");
     return {};

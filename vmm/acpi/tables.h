@@ -9,10 +9,20 @@
 // and one I/O APIC (ID 0, GSIs 0-23) and no interrupt source override; its flags say there is no 8259
 // PIC (Kite has none, nor a PIT).
 // The FADT declares no SCI (SCI_INT 0): a hardware-reduced platform without GPIO-signaled events has
-// none, and Linux skips SCI setup on such platforms.
+// none, and Linux skips SCI setup on such platforms. Its IA-PC boot flags leave "MSI not supported"
+// clear, so the guest may use MSI/MSI-X.
+//
+// With AcpiConfig::pci set, the DSDT also declares the PCI host bridge \_SB_.PCI0 (Linux scans a PCI
+// bus only through such a device): _HID PNP0A08 (PCI Express root bridge), _CID PNP0A03 (PCI bus),
+// _ADR 0, _SEG 0, _UID 0, _BBN 0, and a _CRS holding bus numbers 0-0, the configuration mechanism #1
+// ports 0xcf8-0xcff (the bridge's own registers), the rest of the I/O port space (0x0000-0x0cf7 and 0x0d00-0xffff,
+// produced, so the legacy devices' ports stay reachable) and the 32-bit memory window for BARs
+// (non-cacheable, read-write). No _PRT (no INTx: devices use MSI-X only) and no _OSC, and no MCFG
+// (no ECAM): the guest reaches configuration space through ports 0xcf8/0xcfc.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -30,6 +40,11 @@ struct AcpiConfig {
     };
     std::vector<VirtioMmio> virtio;  // at most 4096 (device names V000..VFFF)
     bool serial = true;               // declare COM1 (PNP0501, I/O 0x3f8-0x3ff, IRQ 4)
+    struct PciHostBridge {
+        uint64_t mmio_base;  // the 32-bit BAR window, below 4 GiB
+        uint64_t mmio_size;  // not 0; [mmio_base, mmio_base + mmio_size) must end at or below 4 GiB
+    };
+    std::optional<PciHostBridge> pci;  // declare \_SB_.PCI0 (see above)
     GuestAddress base;                // where the tables go, 16-byte aligned, e.g. 0xe0000
 };
 

@@ -133,3 +133,62 @@ TEST_CASE("resource template wraps descriptors and an end tag in a buffer") {
 
     CHECK(rt == Bytes{0x11, 0x08, 0x0a, 0x05, 0x22, 0x10, 0x00, 0x79, 0x00});
 }
+
+// The expected bytes of the address space descriptors below were derived by hand from ACPI 6.5,
+// section 6.4.3.5 (tables 6.44-6.48), not copied from the encoder: tag byte, 16-bit data length (13
+// for Word, 23 for DWord), resource type (0 memory, 1 I/O, 2 bus number), general flags 0x0c (bit 3
+// _MAF and bit 2 _MIF set, bit 1 clear = PosDecode, bit 0 clear = ResourceProducer), type-specific
+// flags, then granularity, minimum, maximum, translation offset and length, little-endian.
+TEST_CASE("WordBusNumber (ResourceProducer, MinFixed, MaxFixed, PosDecode, 0, 0, 0, 0, 1)") {
+    CHECK(aml::word_bus_number(0, 0) == Bytes{0x88, 0x0d, 0x00,  // Word Address Space, 13 data bytes
+                                              0x02,              // bus number range
+                                              0x0c,              // MaxFixed, MinFixed, PosDecode, producer
+                                              0x00,              // no type-specific flags
+                                              0x00, 0x00,        // granularity
+                                              0x00, 0x00,        // minimum
+                                              0x00, 0x00,        // maximum
+                                              0x00, 0x00,        // translation offset
+                                              0x01, 0x00});      // length
+    CHECK(aml::word_bus_number(0, 0xff) ==
+          Bytes{0x88, 0x0d, 0x00, 0x02, 0x0c, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0x00, 0x00, 0x00, 0x00, 0x01});
+}
+
+TEST_CASE("WordIO (ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange, ...)") {
+    CHECK(aml::word_io(0x0000, 0x0cf7) == Bytes{0x88, 0x0d, 0x00,  // Word Address Space, 13 data bytes
+                                                0x01,              // I/O range
+                                                0x0c,              // MaxFixed, MinFixed, PosDecode, producer
+                                                0x03,              // _RNG = 3: EntireRange; TypeStatic
+                                                0x00, 0x00,        // granularity
+                                                0x00, 0x00,        // minimum
+                                                0xf7, 0x0c,        // maximum
+                                                0x00, 0x00,        // translation offset
+                                                0xf8, 0x0c});      // length 0xcf8
+    CHECK(aml::word_io(0x0d00, 0xffff) ==
+          Bytes{0x88, 0x0d, 0x00, 0x01, 0x0c, 0x03, 0x00, 0x00, 0x00, 0x0d, 0xff, 0xff, 0x00, 0x00, 0x00, 0xf3});
+}
+
+TEST_CASE("DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite, ...)") {
+    CHECK(aml::dword_memory(0xc000'0000, 0x2000'0000).value() ==
+          Bytes{0x87, 0x17, 0x00,              // DWord Address Space, 23 data bytes
+                0x00,                          // memory range
+                0x0c,                          // MaxFixed, MinFixed, PosDecode, producer
+                0x01,                          // _RW = 1 ReadWrite, _MEM = 0 NonCacheable, AddressRangeMemory
+                0x00, 0x00, 0x00, 0x00,        // granularity
+                0x00, 0x00, 0x00, 0xc0,        // minimum
+                0xff, 0xff, 0xff, 0xdf,        // maximum
+                0x00, 0x00, 0x00, 0x00,        // translation offset
+                0x00, 0x00, 0x00, 0x20});      // length
+    // A window ending exactly at 4 GiB.
+    CHECK(aml::dword_memory(0xffff'f000, 0x1000).value() ==
+          Bytes{0x87, 0x17, 0x00, 0x00, 0x0c, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0xf0, 0xff, 0xff,
+                0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00});
+}
+
+TEST_CASE("DWordMemory refuses empty ranges and ranges that cross or lie above 4 GiB") {
+    CHECK_FALSE(aml::dword_memory(0xc000'0000, 0).has_value());
+    CHECK_FALSE(aml::dword_memory(0xffff'f000, 0x2000).has_value());
+    CHECK_FALSE(aml::dword_memory(0x1'0000'0000, 0x1000).has_value());
+    CHECK_FALSE(aml::dword_memory(0, 0x1'0000'0000).has_value());  // length does not fit 32 bits
+    CHECK_FALSE(aml::dword_memory(0xffff'ffff'ffff'f000, 0x2000).has_value());  // wraps
+    CHECK(aml::dword_memory(0, 0xffff'ffff).has_value());
+}

@@ -1,10 +1,12 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <iterator>
 #include <string>
 #include <string_view>
@@ -275,4 +277,136 @@ TEST_CASE("bad configurations are refused") {
     CHECK_FALSE(build_acpi_tables(gsi_beyond_ioapic).has_value());
     CHECK_FALSE(build_acpi_tables(unaligned).has_value());
     CHECK_FALSE(build_acpi_tables(wrapping).has_value());
+}
+
+namespace {
+
+constexpr uint64_t kPciWindowBase = 0xc000'0000;
+constexpr uint64_t kPciWindowSize = 0x1000'0000;
+
+AcpiConfig with_pci() {
+    AcpiConfig c = two_cpus_two_virtio();
+    c.pci = AcpiConfig::PciHostBridge{.mmio_base = kPciWindowBase, .mmio_size = kPciWindowSize};
+    return c;
+}
+
+bool contains_bytes(const std::vector<uint8_t>& haystack, const std::vector<uint8_t>& needle) {
+    return std::search(haystack.begin(), haystack.end(), needle.begin(), needle.end()) != haystack.end();
+}
+
+std::vector<uint8_t> concat(std::initializer_list<std::vector<uint8_t>> parts) {
+    std::vector<uint8_t> out;
+    for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("FADT IA-PC boot flags: VGA and CMOS RTC not present, MSI not declared unsupported") {
+    AcpiTables t = build_acpi_tables(with_pci()).value();
+    const auto& fadt = table(t, "FACP");
+
+    uint64_t boot_arch = le(fadt, 109, 2);
+    CHECK((boot_arch & (1u << 3)) == 0);  // MSI Not Supported
+    CHECK((boot_arch & (1u << 2)) != 0);  // VGA Not Present
+    CHECK((boot_arch & (1u << 5)) != 0);  // CMOS RTC Not Present
+}
+
+TEST_CASE("with pci set the DSDT declares the host bridge PCI0 byte for byte") {
+    AcpiTables t = build_acpi_tables(with_pci()).value();
+    const auto& dsdt = table(t, "DSDT");
+
+    // Worked out by hand from ACPI 6.5 chapter 20 (AML) and section 6.4 (resource descriptors).
+    const std::vector<uint8_t> crs_descriptors = concat({
+        // WordBusNumber (ResourceProducer, MinFixed, MaxFixed, PosDecode, 0, 0, 0, 0, 1)
+        {0x88, 0x0d, 0x00, 0x02, 0x0c, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00},
+        // IO (Decode16, 0x0cf8, 0x0cf8, 1, 8)
+        {0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08},
+        // WordIO (ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange, 0, 0, 0x0cf7, 0, 0x0cf8)
+        {0x88, 0x0d, 0x00, 0x01, 0x0c, 0x03, 0x00, 0x00, 0x00, 0x00, 0xf7, 0x0c, 0x00, 0x00, 0xf8, 0x0c},
+        // WordIO (..., 0, 0x0d00, 0xffff, 0, 0xf300)
+        {0x88, 0x0d, 0x00, 0x01, 0x0c, 0x03, 0x00, 0x00, 0x00, 0x0d, 0xff, 0xff, 0x00, 0x00, 0x00, 0xf3},
+        // DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite,
+        //              0, 0xc0000000, 0xcfffffff, 0, 0x10000000)
+        {0x87, 0x17, 0x00, 0x00, 0x0c, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xc0,
+         0xff, 0xff, 0xff, 0xcf, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10},
+        {0x79, 0x00},  // End Tag
+    });
+    REQUIRE(crs_descriptors.size() == 84);
+    const std::vector<uint8_t> device = concat({
+        // DeviceOp, PkgLength 144 = 0x090 (two bytes: 0x40 | low nibble 0, then 0x09), "PCI0"
+        {0x5b, 0x82, 0x40, 0x09, 'P', 'C', 'I', '0'},
+        {0x08, '_', 'H', 'I', 'D', 0x0c, 0x41, 0xd0, 0x0a, 0x08},  // EisaId ("PNP0A08") = 0x080ad041
+        {0x08, '_', 'C', 'I', 'D', 0x0c, 0x41, 0xd0, 0x0a, 0x03},  // EisaId ("PNP0A03") = 0x030ad041
+        {0x08, '_', 'A', 'D', 'R', 0x00},
+        {0x08, '_', 'S', 'E', 'G', 0x00},
+        {0x08, '_', 'U', 'I', 'D', 0x00},
+        {0x08, '_', 'B', 'B', 'N', 0x00},
+        // Name (_CRS, Buffer): BufferOp, PkgLength 88 = 0x058 (0x48, 0x05), BufferSize ByteConst 84
+        {0x08, '_', 'C', 'R', 'S', 0x11, 0x48, 0x05, 0x0a, 0x54},
+        crs_descriptors,
+    });
+    REQUIRE(device.size() == 2 + 144);
+
+    CHECK(contains_bytes(dsdt, device));
+}
+
+TEST_CASE("without pci the DSDT has no PCI0") {
+    AcpiTables t = build_acpi_tables(two_cpus_two_virtio()).value();
+    const auto& dsdt = table(t, "DSDT");
+
+    CHECK_FALSE(contains_bytes(dsdt, {'P', 'C', 'I', '0'}));
+    CHECK_FALSE(contains_bytes(dsdt, {0x41, 0xd0, 0x0a, 0x08}));  // PNP0A08
+}
+
+TEST_CASE("iasl disassembles the DSDT with the PCI host bridge") {
+    AcpiTables t = build_acpi_tables(with_pci()).value();
+    Disassembly d = disassemble(table(t, "DSDT"));
+
+    CHECK(d.status == 0);
+    CHECK_FALSE(contains(d.log, "Warning"));
+    CHECK_FALSE(contains(d.log, "Error"));
+    CHECK(contains(d.dsl, "Device (PCI0)"));
+    CHECK(contains(d.dsl, "Name (_HID, EisaId (\"PNP0A08\")"));
+    CHECK(contains(d.dsl, "Name (_CID, EisaId (\"PNP0A03\")"));
+    CHECK(contains(d.dsl, "Name (_SEG, Zero)"));
+    CHECK(contains(d.dsl, "Name (_BBN, Zero)"));
+    CHECK(contains(d.dsl, "WordBusNumber (ResourceProducer, MinFixed, MaxFixed, PosDecode,"));
+    CHECK(contains(d.dsl, "WordIO (ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange,"));
+    CHECK(contains(d.dsl, "0x0CF7,             // Range Maximum"));
+    CHECK(contains(d.dsl, "0x0D00,             // Range Minimum"));
+    CHECK(contains(d.dsl, "DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite,"));
+    CHECK(contains(d.dsl, "0xCFFFFFFF,         // Range Maximum"));
+    CHECK(contains(d.dsl, "0x10000000,         // Length"));
+    CHECK_FALSE(contains(d.dsl, "_PRT"));
+    CHECK_FALSE(contains(d.dsl, "_OSC"));
+}
+
+TEST_CASE("the disassembled DSDT with the PCI host bridge compiles back to the same AML") {
+    AcpiTables t = build_acpi_tables(with_pci()).value();
+    const auto& dsdt = table(t, "DSDT");
+
+    Disassembly d = disassemble(dsdt);
+
+    CHECK(d.compile_status == 0);
+    REQUIRE(d.recompiled.size() == dsdt.size());
+    CHECK(std::vector<uint8_t>(d.recompiled.begin() + 36, d.recompiled.end()) ==
+          std::vector<uint8_t>(dsdt.begin() + 36, dsdt.end()));
+}
+
+TEST_CASE("a PCI memory window that is empty or not below 4 GiB is refused") {
+    auto refused = [](uint64_t base, uint64_t size) {
+        AcpiConfig c = two_cpus_two_virtio();
+        c.pci = AcpiConfig::PciHostBridge{.mmio_base = base, .mmio_size = size};
+        auto r = build_acpi_tables(c);
+        if (r) return std::string();
+        return r.error().message;
+    };
+
+    CHECK(contains(refused(kPciWindowBase, 0), "PCI host bridge's memory window is empty"));
+    CHECK(contains(refused(0xf000'0000, 0x2000'0000), "must lie below 4 GiB"));
+    CHECK(contains(refused(0x1'0000'0000, 0x1000), "must lie below 4 GiB"));
+    CHECK(contains(refused(UINT64_MAX - 0xfff, 0x2000), "must lie below 4 GiB"));
+    CHECK(contains(refused(0, 0x1'0000'0000), "smaller than 4 GiB"));
+    CHECK(refused(0xf000'0000, 0x1000'0000).empty());  // ends exactly at 4 GiB
 }
