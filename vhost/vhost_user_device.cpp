@@ -237,7 +237,7 @@ Result<void> VhostUserDevice::start_device(bool fresh) {
         if (auto ok = frontend_->set_vring_num(i, q.size); !ok) return ok;
         if (auto ok = frontend_->set_vring_addr(addr); !ok) return ok;
         if (auto ok = frontend_->set_vring_base(i, base); !ok) return ok;
-        if (auto ok = frontend_->set_vring_call(i, a.irq_fd); !ok) return ok;
+        if (auto ok = frontend_->set_vring_call(i, a.call_fds.empty() ? a.irq_fd : a.call_fds[i]); !ok) return ok;
         if (auto ok = frontend_->set_vring_kick(i, a.kick_fds[i]); !ok) return ok;
         if (backend_features_ & kFeatureProtocolFeatures)
             if (auto ok = frontend_->set_vring_enable(i, true); !ok) return ok;
@@ -250,7 +250,7 @@ Result<void> VhostUserDevice::start_device(bool fresh) {
 }
 
 Result<void> VhostUserDevice::activate(ActivateContext ctx) {
-    active_ = Active{&ctx.memory, ctx.queues, ctx.kick_fds, ctx.irq_fd, ctx.driver_features};
+    active_ = Active{&ctx.memory, ctx.queues, ctx.kick_fds, ctx.irq_fd, ctx.driver_features, ctx.call_fds};
     interrupt_ = &ctx.interrupt;
     if (!online()) {
         // The back-end is away: the rings start when it is back (or when a new attempt finds it).

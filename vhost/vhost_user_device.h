@@ -106,6 +106,7 @@ private:
         std::vector<int> kick_fds;  // borrowed from the transport, valid until reset()
         int irq_fd = -1;
         uint64_t driver_features = 0;
+        std::vector<int> call_fds;  // per queue (virtio-pci), else empty and irq_fd serves all
     };
 
     Result<void> setup();

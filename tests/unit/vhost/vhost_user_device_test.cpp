@@ -101,6 +101,24 @@ TEST_CASE("activate hands memory, rings, kick and irq fds to the back-end and se
     CHECK(state.get() == std::tuple(64u, true, true, true, true, uint8_t{0x0f}, size_t{1}));
 }
 
+TEST_CASE("with per-queue call fds (virtio-pci) the back-end signals the queue's fd, not the irq fd") {
+    DeviceFixture f("dev-callfds");
+    UniqueFd call = test::make_eventfd();
+    ActivateContext ctx = f.context();
+    ctx.irq_fd = -1;
+    ctx.call_fds = {call.get()};
+    REQUIRE(f.device->activate(std::move(ctx)).has_value());
+    auto wrote = f.backend.post([](Backend& b) {
+        uint64_t one = 1;
+        return ::write(b.vrings()[0].call.get(), &one, sizeof one);
+    });
+    REQUIRE(wrote.get() == 8);
+    uint64_t count = 0;
+    CHECK(::read(call.get(), &count, sizeof count) == 8);
+    CHECK(count == 1);
+    CHECK(::read(f.irq.get(), &count, sizeof count) == -1);  // nothing there (non-blocking: EAGAIN)
+}
+
 TEST_CASE("a config change from the back-end raises a config interrupt after activate") {
     DeviceFixture f("dev-cfgchange");
     REQUIRE(f.device->activate(f.context()).has_value());
