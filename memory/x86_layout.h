@@ -1,7 +1,8 @@
 // The x86_64 guest-physical memory map Kite gives every VM:
 //
 //   [0, min(RAM, 3 GiB))        low RAM
-//   [3 GiB, 4 GiB)              32-bit MMIO hole: virtio-mmio transports at 0xd0000000, IOAPIC, LAPIC
+//   [3 GiB, 4 GiB)              32-bit MMIO hole: PCI BARs from 0xc0000000, virtio-mmio transports at
+//                               0xd0000000, IOAPIC, LAPIC
 //   [4 GiB, 4 GiB + rest)       high RAM, if RAM is larger than 3 GiB
 //   [shm_base, kGuestPhysLimit) shared-memory windows of VIRTIO devices (1 GiB aligned, >= 4 GiB)
 #pragma once
@@ -18,6 +19,7 @@ namespace kite {
 
 inline constexpr uint64_t kMmioHoleStart = 0xC000'0000;    // 3 GiB
 inline constexpr uint64_t kMmioHoleEnd = 0x1'0000'0000;    // 4 GiB
+inline constexpr uint64_t kPciMmioBase = 0xC000'0000;      // PCI BARs: [kPciMmioBase, kVirtioMmioBase)
 inline constexpr uint64_t kVirtioMmioBase = 0xD000'0000;   // first virtio-mmio transport
 inline constexpr uint64_t kVirtioMmioStride = 0x1000;      // one 4 KiB transport each
 inline constexpr unsigned kVirtioMmioMaxDevices = 64;      // size of the transport window in slots

@@ -11,6 +11,8 @@
 #include "devices/legacy/debug_exit.h"
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/ioapic.h"
+#include "devices/pci/pci_root.h"
+#include "vmm/gsi_routing.h"
 #include "devices/legacy/serial.h"
 #include "devices/virtio/mmio_transport.h"
 #include "vmm/boot/x86_boot.h"
@@ -94,21 +96,9 @@ Result<void> VmBuilder::create_vm() {
 Result<void> VmBuilder::create_irqchip() {
     const VmFd* fd = &vm_->vm_fd();
     if (auto r = fd->create_split_irqchip(Ioapic::kPins); !r) return r;
-    auto ioapic = std::make_shared<Ioapic>([fd](const Ioapic::Routes& routes) {
-        std::vector<kvm_irq_routing_entry> entries;
-        for (uint32_t pin = 0; pin < Ioapic::kPins; ++pin) {
-            if (!routes[pin]) continue;
-            kvm_irq_routing_entry e{};
-            e.gsi = pin;
-            e.type = KVM_IRQ_ROUTING_MSI;
-            e.u.msi.address_lo = static_cast<uint32_t>(routes[pin]->address);
-            e.u.msi.address_hi = static_cast<uint32_t>(routes[pin]->address >> 32);
-            e.u.msi.data = routes[pin]->data;
-            entries.push_back(e);
-        }
-        // KVM refuses an MSI route only for a malformed x2APIC address, which these never are.
-        if (auto r = fd->set_gsi_routing(entries); !r) spdlog::error("I/O APIC: {}", r.error().message);
-    });
+    gsi_routing_ = vm_->keep(std::make_shared<GsiRouting>(*fd));
+    auto ioapic = std::make_shared<Ioapic>(
+        [routing = gsi_routing_](const Ioapic::Routes& routes) { routing->set_ioapic_routes(routes); });
     if (auto r = vm_->mmio().insert(ioapic, kIoapicBase, Ioapic::kWindowSize); !r) return r;
     vm_->add_device_state({"ioapic", [ioapic] { return ioapic->save_state(); },
                            [ioapic](std::span<const uint8_t> b) { return ioapic->restore_state(b); }});
@@ -209,6 +199,7 @@ Result<void> VmBuilder::write_acpi_tables() {
     AcpiConfig acpi;
     acpi.num_cpus = config_.vcpus;
     if (config_.boot.virtio_discovery == VirtioDiscovery::Acpi) acpi.virtio = virtio_acpi_;
+    if (pci_root_) acpi.pci = AcpiConfig::PciHostBridge{pci_root_->mmio_base(), pci_root_->mmio_size()};
     acpi.base = GuestAddress(kAcpiTablesBase);
     auto tables = build_acpi_tables(acpi);
     if (!tables) return std::unexpected(with_context(tables.error(), "ACPI tables"));

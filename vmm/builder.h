@@ -15,9 +15,14 @@
 
 namespace kite {
 
+class GsiRouting;
 class ShmMemslots;
 class VirtioDevice;
 class VirtioMmioTransport;
+class VirtioPciTransport;
+namespace pci {
+class PciRoot;
+}
 namespace vhost {
 struct VhostUserDeviceConfig;
 }
@@ -49,8 +54,10 @@ private:
     Result<void> attach(const VhostUserBlkConfig& config);
     Result<void> attach(const VhostUserFsConfig& config);
     Result<void> attach(const VhostUserGenericConfig& config);
-    Result<void> attach_vhost_user(vhost::VhostUserDeviceConfig config);
+    Result<void> attach_vhost_user(vhost::VhostUserDeviceConfig config, const VhostUserCommon& common);
     Result<std::shared_ptr<VirtioMmioTransport>> add_transport(std::shared_ptr<VirtioDevice> device);
+    // A virtio-pci function on the PCI root (created, with its ports and window, on first use).
+    Result<std::shared_ptr<VirtioPciTransport>> add_pci_transport(std::shared_ptr<VirtioDevice> device);
     Result<void> shm_memslots();  // creates shm_memslots_ on first use
 
     // Memslots below kRegisterPagesMemslot are RAM's (one per RAM range); that one maps the virtio-mmio
@@ -64,6 +71,8 @@ private:
     std::optional<X86Layout> layout_;
     std::optional<ShmAllocator> shm_allocator_;   // guest space above RAM for VIRTIO shm regions
     std::shared_ptr<ShmMemslots> shm_memslots_;   // memslots of the shm regions' mappings
+    GsiRouting* gsi_routing_ = nullptr;            // kept by vm_
+    std::shared_ptr<pci::PciRoot> pci_root_;      // only once a device asked for virtio-pci
     std::vector<AcpiConfig::VirtioMmio> virtio_acpi_;
     std::optional<GuestAddress> rsdp_;
     std::function<size_t(std::span<const uint8_t>)> console_input_;  // where host stdin goes

@@ -15,10 +15,13 @@
 #include "devices/virtio/block.h"
 #include "devices/virtio/console.h"
 #include "devices/virtio/mmio_transport.h"
+#include "devices/pci/pci_root.h"
 #include "devices/virtio/net.h"
+#include "devices/virtio/pci_transport.h"
 #include "devices/virtio/rng.h"
 #include "vhost/vhost_user_device.h"
 #include "vmm/builder.h"
+#include "vmm/gsi_routing.h"
 #include "vmm/output_sink.h"
 #include "vmm/shm_memslots.h"
 
@@ -126,7 +129,7 @@ Result<void> VmBuilder::attach(const ConsoleConfig& config) {
 Result<void> VmBuilder::attach(const VhostUserBlkConfig& config) {
     auto device = vhost::vhost_user_blk_config(config.socket);
     device.connect_timeout = std::chrono::milliseconds(config.common.reconnect_timeout_ms);
-    return attach_vhost_user(std::move(device));
+    return attach_vhost_user(std::move(device), config.common);
 }
 
 Result<void> VmBuilder::attach(const VhostUserFsConfig& config) {
@@ -134,7 +137,7 @@ Result<void> VmBuilder::attach(const VhostUserFsConfig& config) {
     if (!device) return std::unexpected(device.error());
     device->queue_size = config.queue_size;
     device->connect_timeout = std::chrono::milliseconds(config.common.reconnect_timeout_ms);
-    return attach_vhost_user(std::move(*device));
+    return attach_vhost_user(std::move(*device), config.common);
 }
 
 Result<void> VmBuilder::attach(const VhostUserGenericConfig& config) {
@@ -143,10 +146,10 @@ Result<void> VmBuilder::attach(const VhostUserGenericConfig& config) {
     device.local_shm_sizes = config.shm_sizes;
     device.config_size = config.config_size;
     device.connect_timeout = std::chrono::milliseconds(config.common.reconnect_timeout_ms);
-    return attach_vhost_user(std::move(device));
+    return attach_vhost_user(std::move(device), config.common);
 }
 
-Result<void> VmBuilder::attach_vhost_user(vhost::VhostUserDeviceConfig config) {
+Result<void> VmBuilder::attach_vhost_user(vhost::VhostUserDeviceConfig config, const VhostUserCommon& common) {
     // Guest RAM is memfd-backed and MAP_SHARED (memory/ram_block.cpp), so the back-end maps the very
     // pages the guest uses: each mapped RAM region is handed over with its memfd.
     std::vector<vhost::VhostMemoryRegion> memory;
@@ -178,8 +181,35 @@ Result<void> VmBuilder::attach_vhost_user(vhost::VhostUserDeviceConfig config) {
             shm_memslots_->watch(*window, region.base);
         }
     }
+    if (common.transport == VhostUserCommon::Transport::Pci) {
+        if (auto t = add_pci_transport(device); !t) return std::unexpected(t.error());
+        return {};
+    }
     if (auto t = add_transport(device); !t) return std::unexpected(t.error());
     return {};
+}
+
+Result<std::shared_ptr<VirtioPciTransport>> VmBuilder::add_pci_transport(std::shared_ptr<VirtioDevice> device) {
+    if (!pci_root_) {
+        auto root = std::make_shared<pci::PciRoot>(kPciMmioBase, kVirtioMmioBase - kPciMmioBase);
+        if (auto ok = vm_->pio().insert(root->config_ports(), pci::kConfigAddressPort, pci::kConfigPortsLength); !ok)
+            return std::unexpected(ok.error());
+        if (auto ok = vm_->mmio().insert(root->mmio_window(), root->mmio_base(), root->mmio_size()); !ok)
+            return std::unexpected(ok.error());
+        pci_root_ = root;
+        vm_->keep(root);
+    }
+    auto bar = pci_root_->allocate_bar(VirtioPciTransport::kBar0Size);
+    if (!bar) return std::unexpected(bar.error());
+    auto gsi = gsi_routing_->allocate(static_cast<uint32_t>(device->queue_max_sizes().size() + 1));
+    if (!gsi) return std::unexpected(gsi.error());
+    auto transport = VirtioPciTransport::create(std::move(device), vm_->ram(), vm_->io(), *gsi_routing_, *bar, *gsi);
+    if (!transport) return std::unexpected(transport.error());
+    auto slot = pci_root_->add(*transport);
+    if (!slot) return std::unexpected(slot.error());
+    spdlog::info("virtio device id {} on PCI 00:{:02x}.0, BAR 0 at {:#x}, MSI-X vectors on GSIs {}-{}",
+                 (*transport)->device().device_id(), *slot, *bar, *gsi, *gsi + (*transport)->msix_vectors() - 1);
+    return transport;
 }
 
 Result<void> VmBuilder::shm_memslots() {

@@ -38,10 +38,10 @@ constexpr std::string_view kKinds[] = {"block",          "net",           "rng",
 constexpr std::string_view kBlockKeys[] = {"path", "readonly", "id", "engine"};
 constexpr std::string_view kNetKeys[] = {"tap", "mac"};
 constexpr std::string_view kConsoleKeys[] = {"output"};
-constexpr std::string_view kVhostBlkKeys[] = {"socket", "reconnect-timeout-ms"};
-constexpr std::string_view kVhostFsKeys[] = {"socket", "tag", "dax", "queue-size", "reconnect-timeout-ms"};
+constexpr std::string_view kVhostBlkKeys[] = {"socket", "reconnect-timeout-ms", "transport"};
+constexpr std::string_view kVhostFsKeys[] = {"socket", "tag", "dax", "queue-size", "reconnect-timeout-ms", "transport"};
 constexpr std::string_view kVhostKeys[] = {"socket", "virtio-id", "queues", "queue-size", "shm", "config-size",
-                                           "reconnect-timeout-ms"};
+                                           "reconnect-timeout-ms", "transport"};
 constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
 
 std::unexpected<Error> unknown_key(std::string_view key, std::span<const std::string_view> keys) {
@@ -92,6 +92,12 @@ Result<void> assign(Field& field, Result<Parsed> parsed) {
 Result<void> set_common(VhostUserCommon& common, std::string_view key, std::string_view value,
                         std::span<const std::string_view> keys) {
     if (key == "reconnect-timeout-ms") return assign(common.reconnect_timeout_ms, parse_uint(value, 0, kMaxReconnectMs));
+    if (key == "transport") {
+        if (value == "mmio") common.transport = VhostUserCommon::Transport::Mmio;
+        else if (value == "pci") common.transport = VhostUserCommon::Transport::Pci;
+        else return fail("expected mmio or pci, got " + quote_value(value));
+        return {};
+    }
     return unknown_key(key, keys);
 }
 
@@ -194,11 +200,15 @@ ConfigCheck check_complete(const VhostUserBlkConfig& d) {
 ConfigCheck check_complete(const VhostUserFsConfig& d) {
     if (d.socket.empty()) return std::unexpected(missing("socket"));
     if (d.tag.empty()) return std::unexpected(missing("tag"));
+    if (d.dax_size > 0 && d.common.transport == VhostUserCommon::Transport::Pci)
+        return std::unexpected(ConfigIssue{"transport", "pci has no shared memory regions: a DAX window needs mmio"});
     return {};
 }
 ConfigCheck check_complete(const VhostUserGenericConfig& d) {
     if (d.socket.empty()) return std::unexpected(missing("socket"));
     if (d.virtio_id == 0) return std::unexpected(missing("virtio-id"));
+    if (!d.shm_sizes.empty() && d.common.transport == VhostUserCommon::Transport::Pci)
+        return std::unexpected(ConfigIssue{"transport", "pci has no shared memory regions: shm needs mmio"});
     return {};
 }
 

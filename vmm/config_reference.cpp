@@ -41,7 +41,8 @@ std::string_view config_reference() {
                              any VIRTIO device type; shm lists shared memory regions (multiples
                              of 4K), omitted = ask the back-end (GET_SHMEM_CONFIG); config-size:
                              bytes of config space to read (default 256, 0 = none)
-    Every vhost-user device also takes reconnect-timeout-ms (default 5000).
+    Every vhost-user device also takes reconnect-timeout-ms (default 5000) and transport: mmio
+                             (default) or pci (virtio-pci with MSI-X; not with shared memory regions).
     Shorthand: '- block: disk.img', '- net: tap0', '- vhost-user-blk: /tmp/vub.sock'.
 Sizes: bytes, or a number with K, M, G or T (powers of 1024; 4KiB works too): 4096, 64K, 512M, 1G.
 )";

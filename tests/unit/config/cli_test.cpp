@@ -258,3 +258,15 @@ TEST_CASE("--seccomp is on by default, takes log or off, and refuses anything el
     REQUIRE_FALSE(bad.has_value());
     CHECK(bad.error().message.find("expected on, log or off") != std::string::npos);
 }
+
+TEST_CASE("vhost-user devices pick virtio-mmio unless transport=pci") {
+    Assets assets;
+    CliCommand command = cli_ok({"run", "--kernel", assets.kernel, "--vhost-user-blk", "socket=/tmp/a.sock",
+                                 "--vhost-user-blk", "socket=/tmp/b.sock,transport=pci", "--vhost-user",
+                                 "socket=/tmp/x.sock,virtio-id=9,transport=mmio"});
+    REQUIRE(command.config.devices.size() == 3);
+    CHECK(std::get<VhostUserBlkConfig>(command.config.devices[0]).common.transport == VhostUserCommon::Transport::Mmio);
+    CHECK(std::get<VhostUserBlkConfig>(command.config.devices[1]).common.transport == VhostUserCommon::Transport::Pci);
+    CHECK(std::get<VhostUserGenericConfig>(command.config.devices[2]).common.transport ==
+          VhostUserCommon::Transport::Mmio);
+}

@@ -190,3 +190,15 @@ TEST_CASE("seccomp takes on, log or off") {
 TEST_CASE("memory.shared is not a key: guest RAM is always shared") {
     CHECK(error_of("kernel: k\nmemory: {size: 1G, shared: true}\n").starts_with("vm.yaml:2:20: memory.shared: unknown key"));
 }
+
+TEST_CASE("a vhost-user transport other than mmio or pci, and pci with shared memory, are refused") {
+    CHECK(error_of("kernel: k\ndevices:\n  - vhost-user-blk: {socket: s, transport: usb}\n") ==
+          "vm.yaml:3:44: devices[0].vhost-user-blk.transport: expected mmio or pci, got 'usb'");
+    CHECK(error_of("kernel: k\ndevices:\n  - vhost-user-fs: {socket: s, tag: t, dax: 2M, transport: pci}\n") ==
+          "vm.yaml:3:49: devices[0].vhost-user-fs.transport: pci has no shared memory regions: a DAX window needs mmio");
+    CHECK(error_of("kernel: k\ndevices:\n  - vhost-user: {socket: s, virtio-id: 1, shm: [64M], transport: pci}\n") ==
+          "vm.yaml:3:55: devices[0].vhost-user.transport: pci has no shared memory regions: shm needs mmio");
+    auto fs = parse_config("kernel: k\ndevices:\n  - vhost-user-fs: {socket: s, tag: t, transport: pci}\n", "vm.yaml",
+                           "/vm", ParseOptions{.check_files = false});
+    CHECK(fs.has_value());
+}
