@@ -1,7 +1,9 @@
 // VmBuilder's device steps: one attach() per device kind in the config's `devices:` list, each ending in
 // add_transport(), which gives the device a virtio-mmio transport in the next slot of the 32-bit MMIO
 // hole, wires its queue notifications to KVM ioeventfds and its interrupt to a KVM irqfd, and records the
-// transport for the ACPI DSDT (LNRO0005, how the stock kernel finds virtio-mmio devices).
+// transport for the ACPI DSDT (LNRO0005, how the stock kernel finds virtio-mmio devices). A vhost-user
+// device with transport: pci ends in add_pci_transport() instead: a virtio-pci function on the PCI root,
+// which wires its own ioeventfds and MSI-X irqfds through GsiRouting as the guest programs them.
 //
 // Host stdin goes to the serial port, unless a virtio console writes to stdio: then it goes to that
 // console (the last one configured), as with QEMU's virtconsole on stdio.
@@ -207,6 +209,7 @@ Result<std::shared_ptr<VirtioPciTransport>> VmBuilder::add_pci_transport(std::sh
     if (!transport) return std::unexpected(transport.error());
     auto slot = pci_root_->add(*transport);
     if (!slot) return std::unexpected(slot.error());
+    vm_->add_diagnostic([t = *transport] { return t->describe(); });
     spdlog::info("virtio device id {} on PCI 00:{:02x}.0, BAR 0 at {:#x}, MSI-X vectors on GSIs {}-{}",
                  (*transport)->device().device_id(), *slot, *bar, *gsi, *gsi + (*transport)->msix_vectors() - 1);
     return transport;

@@ -427,6 +427,21 @@ void VirtioPciTransport::update_notify_bindings() {
     notify_bound_at_ = at;
 }
 
+std::string VirtioPciTransport::describe() const {
+    std::lock_guard lock(mutex_);
+    auto where = [this](const IrqSource& s) {
+        if (s.vector == kNoVector) return std::string("no vector");
+        return fmt::format("vector {} {}", s.vector,
+                           s.bound_gsi ? fmt::format("-> GSI {}", *s.bound_gsi) : std::string("(not deliverable)"));
+    };
+    std::string out = fmt::format("virtio-pci device {} at BAR {:#x}: status {:#x}, MSI-X {}{}; config {}",
+                                  device_->device_id(), bar0_decode_.load(std::memory_order_acquire), status_,
+                                  msix_->enabled() ? "enabled" : "disabled",
+                                  msix_->function_masked() ? " (function masked)" : "", where(config_irq_));
+    for (size_t q = 0; q < queues_.size(); ++q) out += fmt::format("; queue {} {}", q, where(queues_[q].irq));
+    return out;
+}
+
 void VirtioPciTransport::raise(IrqSource& source, uint8_t isr_bit) {
     isr_.fetch_or(isr_bit, std::memory_order_acq_rel);
     signal_eventfd(source.fd.get());

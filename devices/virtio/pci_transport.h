@@ -34,6 +34,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "devices/pci/config_space.h"
@@ -96,6 +97,8 @@ public:
     int call_fd(unsigned queue) const { return queue < queues_.size() ? queues_[queue].irq.fd.get() : -1; }
     int config_fd() const { return config_irq_.fd.get(); }
     VirtioDevice& device() { return *device_; }
+    // One line for the SIGUSR1 report: status, MSI-X state and where each interrupt eventfd goes.
+    std::string describe() const;
 
     // pci::PciDevice (vCPU threads). guest-controlled: offsets, sizes and values.
     uint32_t config_read(uint16_t offset, unsigned size) override;

@@ -1,7 +1,8 @@
 // The contract between a virtio device and its transport (ARCHITECTURE.md example 5): the device knows
-// features, config space and how to serve its queues; the transport (virtio-mmio) owns the register state
-// machine, the kick eventfds and the interrupt. Built-in devices serve queues on the VMM thread; vhost-user
-// devices hand the same kick fds and the transport's irqfd to their back-end.
+// features, config space and how to serve its queues; the transport (virtio-mmio, or virtio-pci for
+// vhost-user devices) owns the register state machine, the kick eventfds and the interrupt eventfds.
+// Built-in devices serve queues on the VMM thread; vhost-user devices hand the same kick fds and the
+// transport's interrupt eventfds to their back-end.
 #pragma once
 
 #include <cstdint>

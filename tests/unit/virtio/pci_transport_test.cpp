@@ -284,6 +284,7 @@ TEST_CASE("virtio-pci: an MSI-X vector is routed and its eventfds bound only whi
     f.set_bar(T::kMsixTableOffset + 16 + 12, 4, 0);
     CHECK(f.host.routes[kGsi + 1].second == 0x4042);
     CHECK(f.host.irqfds[f.t->call_fd(0)] == kGsi + 1);
+    CHECK(f.t->describe().find("queue 0 vector 1 -> GSI 41") != std::string::npos);
     // The function mask takes every vector away.
     uint16_t cap = f.find_cap(0x11);
     f.set_cfg(cap + 2, 2, 0xc000);
