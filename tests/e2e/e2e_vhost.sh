@@ -3,9 +3,10 @@
 # scenario:
 #   KITE_BIN=build/vmm/kite SANDBOX_BINS="build/examples/shmem-backend/shmem-backend" \
 #     scripts/sandbox.sh tests/e2e/e2e_vhost.sh tests/e2e/lib.sh
-# Four guest boots, several checks each:
+# Five guest boots, several checks each:
 #   1. vhost-user-blk served by qemu-storage-daemon: mkfs.ext4, files written and read back in the guest,
-#      then e2fsck and the files' checksums on the host.
+#      then e2fsck and the files' checksums on the host; once over virtio-mmio and once over virtio-pci
+#      (transport=pci: the disk sits on the PCI bus and its queue interrupts are MSI-X vectors).
 #   2. vhost-user-fs served by virtiofsd: the guest reads host files and writes files the host then sees.
 #   3. The SHMEM demo: examples/shmem-backend maps a pattern into region 0 of device 42 on request, and
 #      shmem-guest-check (in the initrd) reads it through /dev/mem; after the unmap it is gone; reading a
@@ -39,8 +40,8 @@ wait_for() {
   done
 }
 
-# part NAME : the scenario runs section NAME (E2E_VHOST_PARTS, default all: blk fs shmem reconnect).
-part() { [[ " ${E2E_VHOST_PARTS:-blk fs shmem reconnect} " == *" $1 "* ]]; }
+# part NAME : the scenario runs section NAME (E2E_VHOST_PARTS, default all: blk blkpci fs shmem reconnect).
+part() { [[ " ${E2E_VHOST_PARTS:-blk blkpci fs shmem reconnect} " == *" $1 "* ]]; }
 
 md5_of() { md5sum < "$1" | cut -d' ' -f1; }
 
@@ -86,32 +87,45 @@ vm_wait() {
   return "$rc"
 }
 
-# ---- 1. vhost-user-blk (qemu-storage-daemon) ----------------------------------------------------------
-if part blk; then
-  img=$work/blk.img
+# ---- 1. vhost-user-blk (qemu-storage-daemon), over virtio-mmio and over virtio-pci -------------------
+# blk_run PREFIX TRANSPORT : one boot with the disk on TRANSPORT; checks named PREFIX-...
+blk_run() {
+  local prefix=$1 transport=$2
+  local img=$work/$prefix.img sock=$work/$prefix.sock log=$work/$prefix.log rc
   truncate -s 128M "$img"
-  sock=$work/blk.sock
-  if start_qsd "$img" "$sock" "$work/qsd-blk.log"; then
-    log=$work/blk.log
-    vmm_run "$log" "${COMMON[@]}" --cmdline "$E2E_CMDLINE_BASE kite.test=vhost_blk" --vhost-user-blk "socket=$sock"
-    rc=$?
-    kill "$QSD_PID" 2>/dev/null; wait "$QSD_PID" 2>/dev/null
-    check blk-guest-test-passes "no 'KITE-TEST-RESULT vhost_blk rc=0'" log_has "$log" "KITE-TEST-RESULT vhost_blk rc=0"
-    check blk-exits-0 "status $rc" test "$rc" -eq 0
-    check blk-host-fsck-clean "e2fsck -fn reports problems" e2fsck -fn "$img"
-    for pair in random:random.bin text:text.txt; do
-      key=${pair%%:*} file=${pair#*:}
-      written=$(log_value "$log" "KITE-BLK-WRITTEN-$key")
-      back=$(log_value "$log" "KITE-BLK-READBACK-$key")
-      debugfs -R "dump /$file $work/$file" "$img" >/dev/null 2>&1
-      host=$( [[ -f $work/$file ]] && md5_of "$work/$file")
-      check "blk-guest-reads-back-$key" "wrote ${written:-?}, read ${back:-?}" test -n "$written" -a "$written" = "$back"
-      check "blk-host-checksum-$key" "guest ${written:-?}, host ${host:-?}" test -n "$host" -a "$host" = "$written"
-    done
-  else
-    fail blk-backend-starts "qemu-storage-daemon did not listen: $(tail -n3 "$work/qsd-blk.log")"
+  if ! start_qsd "$img" "$sock" "$work/qsd-$prefix.log"; then
+    fail "$prefix-backend-starts" "qemu-storage-daemon did not listen: $(tail -n3 "$work/qsd-$prefix.log")"
+    return
   fi
-fi
+  vmm_run "$log" "${COMMON[@]}" --cmdline "$E2E_CMDLINE_BASE kite.test=vhost_blk" \
+    --vhost-user-blk "socket=$sock,transport=$transport"
+  rc=$?
+  kill "$QSD_PID" 2>/dev/null; wait "$QSD_PID" 2>/dev/null
+  check "$prefix-guest-test-passes" "no 'KITE-TEST-RESULT vhost_blk rc=0'" log_has "$log" "KITE-TEST-RESULT vhost_blk rc=0"
+  check "$prefix-exits-0" "status $rc" test "$rc" -eq 0
+  check "$prefix-host-fsck-clean" "e2fsck -fn reports problems" e2fsck -fn "$img"
+  local pair key file written back host
+  for pair in random:random.bin text:text.txt; do
+    key=${pair%%:*} file=${pair#*:}
+    written=$(log_value "$log" "KITE-BLK-WRITTEN-$key")
+    back=$(log_value "$log" "KITE-BLK-READBACK-$key")
+    rm -f "$work/$file"
+    debugfs -R "dump /$file $work/$file" "$img" >/dev/null 2>&1
+    host=$( [[ -f $work/$file ]] && md5_of "$work/$file")
+    check "$prefix-guest-reads-back-$key" "wrote ${written:-?}, read ${back:-?}" test -n "$written" -a "$written" = "$back"
+    check "$prefix-host-checksum-$key" "guest ${written:-?}, host ${host:-?}" test -n "$host" -a "$host" = "$written"
+  done
+  local where msix
+  where=$(log_value "$log" KITE-BLK-DEVPATH) msix=$(log_value "$log" KITE-BLK-MSIX)
+  if [[ $transport == pci ]]; then
+    check "$prefix-disk-on-pci" "/sys/block/vda is ${where:-?}" grep -q -E '/pci0000:00/0000:00:[0-9a-f]{2}\.0/' <<<"$where"
+    check "$prefix-queue-irq-is-msix" "MSI-X interrupts of the disk queues: ${msix:-?}" test "${msix:-0}" -ge 1
+  else
+    check "$prefix-disk-on-mmio" "/sys/block/vda is ${where:-?}" grep -q -E 'LNRO0005|virtio-mmio' <<<"$where"
+  fi
+}
+part blk && blk_run blk mmio
+part blkpci && blk_run blkpci pci
 
 # ---- 2. vhost-user-fs (virtiofsd) ---------------------------------------------------------------------
 if part fs; then

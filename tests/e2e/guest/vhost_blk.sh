@@ -5,6 +5,9 @@
 set -e
 dev=/dev/vda
 [ -b $dev ] || { echo "vhost_blk: no $dev"; exit 1; }
+# Which transport the disk came through: its sysfs path, and its MSI-X interrupts (0 under virtio-mmio).
+echo "KITE-BLK-DEVPATH=$(readlink -f /sys/block/vda)"
+echo "KITE-BLK-MSIX=$(grep -c 'PCI-MSI.*virtio[0-9]*-req' /proc/interrupts)"
 mkfs.ext4 -q -F $dev
 mkdir -p /mnt/disk
 mount -t ext4 $dev /mnt/disk
