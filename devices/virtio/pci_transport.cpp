@@ -85,6 +85,9 @@ Result<std::shared_ptr<VirtioPciTransport>> VirtioPciTransport::create(std::shar
     if (!device) return fail("virtio-pci: no device");
     if (!device->shm_regions().empty())
         return fail("virtio-pci: the device has shared memory regions, which only the virtio-mmio transport offers");
+    if (device->device_id() > 0xffffu - kDeviceIdBase)
+        return fail(fmt::format("virtio-pci: device id {} has no PCI device id (0x1040 + id must fit 16 bits)",
+                                device->device_id()));
     if (device->queue_max_sizes().empty() || device->queue_max_sizes().size() > kMaxQueues)
         return fail(fmt::format("virtio-pci: {} queues; 1 to {} fit", device->queue_max_sizes().size(), kMaxQueues));
     std::shared_ptr<VirtioPciTransport> t(new VirtioPciTransport(std::move(device), memory, io, host, first_gsi));

@@ -26,7 +26,7 @@ using T = VirtioPciTransport;
 
 class Device : public VirtioDevice {
 public:
-    uint32_t device_id() const override { return 2; }
+    uint32_t device_id() const override { return id; }
     uint64_t device_features() const override { return virtio::kCommonFeatures | 1; }
     std::vector<uint16_t> queue_max_sizes() const override { return {64, 16}; }
     void read_config(uint64_t offset, std::span<uint8_t> data) override {
@@ -49,6 +49,7 @@ public:
     std::vector<QueueConfig> queues;
     std::vector<int> kicks, calls;
     std::vector<ShmRegion> shm;
+    uint32_t id = 2;
 };
 
 // Records what the transport asks of KVM: routes, and which fds are bound where.
@@ -379,4 +380,17 @@ TEST_CASE("virtio-pci: devices with shared memory regions are refused") {
     auto t = T::create(device, mem, io, host, kBar, kGsi);
     REQUIRE_FALSE(t);
     CHECK(t.error().message.find("shared memory") != std::string::npos);
+}
+
+TEST_CASE("virtio-pci: a device id whose PCI device id would not fit 16 bits is refused") {
+    HeapMemory mem{1 << 20};
+    asio::io_context io;
+    Host host;
+    auto device = std::make_shared<Device>();
+    device->id = 0xffff - 0x1040 + 1;
+    auto t = T::create(device, mem, io, host, kBar, kGsi);
+    REQUIRE_FALSE(t);
+    CHECK(t.error().message.find("16 bits") != std::string::npos);
+    device->id = 0xffff - 0x1040;
+    CHECK(T::create(device, mem, io, host, kBar, kGsi).has_value());
 }
