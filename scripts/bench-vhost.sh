@@ -40,7 +40,9 @@ if [[ -z ${SANDBOX-} ]]; then
   export BENCH_RUNS=${BENCH_RUNS:-5} BENCH_MB=${BENCH_MB:-256} BENCH_SHMEM_ROUNDS=${BENCH_SHMEM_ROUNDS:-200}
   log=${SANDBOX_LOG:-$ROOT/.cache/sandbox/bench-vhost.log}
   set +e
-  SANDBOX_LOG=$log scripts/sandbox.sh scripts/bench-vhost.sh tests/e2e/lib.sh | grep -a -E '^(BENCH|##)'
+  # Four VMM kinds a round, up to 300 s a run when one wedges: sandbox.sh's default 1200 s is too short.
+  SANDBOX_TIMEOUT=${SANDBOX_TIMEOUT:-$((BENCH_RUNS * 4 * 150 + 600))} SANDBOX_LOG=$log \
+    scripts/sandbox.sh scripts/bench-vhost.sh tests/e2e/lib.sh | grep -a -E '^(BENCH|##)'
   status=${PIPESTATUS[0]}
   echo "(full log: $log)"
   # On a PVM host (ENVIRONMENT.md) the sandbox above is emulated by TCG, where every syscall of the round
