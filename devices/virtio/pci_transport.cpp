@@ -432,7 +432,7 @@ void VirtioPciTransport::update_notify_bindings() {
 
 std::string VirtioPciTransport::describe() const {
     std::lock_guard lock(mutex_);
-    auto where = [this](const IrqSource& s) {
+    auto where = [](const IrqSource& s) {
         if (s.vector == kNoVector) return std::string("no vector");
         return fmt::format("vector {} {}", s.vector,
                            s.bound_gsi ? fmt::format("-> GSI {}", *s.bound_gsi) : std::string("(not deliverable)"));
