@@ -12,8 +12,8 @@
 #include <span>
 #include <vector>
 
+#include "base/error.h"
 #include "devices/bus_device.h"
-#include "memory/error.h"
 
 namespace kite {
 

@@ -4,16 +4,11 @@
 #include <cstdio>
 #include <string>
 
+#include "base/size.h"
+
 namespace kite {
 
 namespace {
-
-std::string range_text(GuestAddress addr, uint64_t len) {
-    char text[80];
-    std::snprintf(text, sizeof text, "[%#llx, +%#llx)", static_cast<unsigned long long>(addr.value()),
-                  static_cast<unsigned long long>(len));
-    return text;
-}
 
 // Calls fn(host_piece, offset_in_request) for each region-contiguous piece of [addr, addr+len).
 template <class Fn>
@@ -42,7 +37,7 @@ bool GuestMemory::contains(GuestAddress addr, uint64_t len) {
 }
 
 Result<void> GuestMemory::read(GuestAddress addr, std::span<std::byte> out) {
-    if (!contains(addr, out.size())) return fail("guest read outside RAM " + range_text(addr, out.size()));
+    if (!contains(addr, out.size())) return fail("guest read outside RAM " + range_text(addr.value(), out.size()));
     for_each_piece(*this, addr, out.size(), [&](std::span<std::byte> piece, uint64_t off) {
         std::memcpy(out.data() + off, piece.data(), piece.size());
     });
@@ -50,7 +45,7 @@ Result<void> GuestMemory::read(GuestAddress addr, std::span<std::byte> out) {
 }
 
 Result<void> GuestMemory::write(GuestAddress addr, std::span<const std::byte> in) {
-    if (!contains(addr, in.size())) return fail("guest write outside RAM " + range_text(addr, in.size()));
+    if (!contains(addr, in.size())) return fail("guest write outside RAM " + range_text(addr.value(), in.size()));
     for_each_piece(*this, addr, in.size(), [&](std::span<std::byte> piece, uint64_t off) {
         std::memcpy(piece.data(), in.data() + off, piece.size());
     });

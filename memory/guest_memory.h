@@ -10,8 +10,8 @@
 #include <span>
 #include <type_traits>
 
+#include "base/error.h"
 #include "memory/address.h"
-#include "memory/error.h"
 
 namespace kite {
 

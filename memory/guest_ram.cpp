@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <string>
 
-#include "memory/size_text.h"
+#include "base/size.h"
 
 namespace kite {
 
@@ -12,7 +12,7 @@ namespace {
 constexpr uint64_t kPageSize = 4096;
 
 std::string range_text(GuestAddress gpa, uint64_t size) {
-    return "[" + hex_text(gpa.value()) + ", +" + size_text(size) + ")";
+    return "[" + hex_text(gpa.value()) + ", +" + format_size(size) + ")";
 }
 
 }  // namespace

@@ -13,8 +13,8 @@
 #include <span>
 #include <vector>
 
+#include "base/error.h"
 #include "memory/address.h"
-#include "memory/error.h"
 #include "memory/guest_memory.h"
 #include "memory/ram_block.h"
 

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-#include "memory/size_text.h"
+#include "base/size.h"
 
 namespace kite {
 
@@ -24,12 +24,12 @@ Result<RamBlock> RamBlock::create(uint64_t size, RamOffset offset, HugePages mod
     std::string label = "RAM block '" + std::string(name) + "'";
     bool hugetlb = mode == HugePages::Hugetlbfs2M;
     if (size == 0) return fail(label + " has size 0");
-    if (size % kPageSize != 0) return fail(label + " size " + size_text(size) + " is not a multiple of 4 KiB");
+    if (size % kPageSize != 0) return fail(label + " size " + format_size(size) + " is not a multiple of 4 KiB");
     if (hugetlb && size % kHugePageSize != 0)
-        return fail(label + " size " + size_text(size) + " is not a multiple of 2 MiB, as 2 MiB huge pages need");
+        return fail(label + " size " + format_size(size) + " is not a multiple of 2 MiB, as 2 MiB huge pages need");
     // ftruncate takes an off_t; RAM offsets must not wrap.
     if (size > static_cast<uint64_t>(INT64_MAX) || !offset.checked_add(size))
-        return fail(label + " size " + size_text(size) + " is too large");
+        return fail(label + " size " + format_size(size) + " is too large");
 
     unsigned flags = MFD_CLOEXEC;
     if (hugetlb) flags |= MFD_HUGETLB | MFD_HUGE_2MB;
@@ -40,7 +40,7 @@ Result<RamBlock> RamBlock::create(uint64_t size, RamOffset offset, HugePages mod
         return std::unexpected(errno_error("cannot create a memfd for " + label));
     }
     if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0)
-        return std::unexpected(errno_error("cannot size " + label + " to " + size_text(size)));
+        return std::unexpected(errno_error("cannot size " + label + " to " + format_size(size)));
 
     // hugetlbfs pages are reserved at mmap time unless MAP_NORESERVE is given; we want that
     // reservation, so a shortage is this clear error now instead of a SIGBUS when the guest first
@@ -50,9 +50,9 @@ Result<RamBlock> RamBlock::create(uint64_t size, RamOffset offset, HugePages mod
     void* addr = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, map_flags, fd.get(), 0);
     if (addr == MAP_FAILED) {
         if (hugetlb)
-            return std::unexpected(errno_error("no 2 MiB huge pages available for a " + size_text(size) +
+            return std::unexpected(errno_error("no 2 MiB huge pages available for a " + format_size(size) +
                                                " RAM block (reserve them in /proc/sys/vm/nr_hugepages)"));
-        return std::unexpected(errno_error("cannot map " + size_text(size) + " for " + label));
+        return std::unexpected(errno_error("cannot map " + format_size(size) + " for " + label));
     }
     HostMapping mapping(addr, size);
 

@@ -8,9 +8,9 @@
 #include <cstdint>
 #include <string_view>
 
+#include "base/error.h"
+#include "base/fd.h"
 #include "memory/address.h"
-#include "memory/error.h"
-#include "memory/fd.h"
 #include "memory/host_mapping.h"
 
 namespace kite {

@@ -8,8 +8,8 @@
 #include <string>
 #include <utility>
 
+#include "base/size.h"
 #include "memory/address.h"
-#include "memory/size_text.h"
 
 namespace kite {
 
@@ -23,10 +23,6 @@ uint64_t page_size() {
 }
 
 bool page_aligned(uint64_t value) { return value % page_size() == 0; }
-
-std::string range_text(uint64_t offset, uint64_t len) {
-    return "[" + hex_text(offset) + ", +" + hex_text(len) + ")";
-}
 
 // Turns [at, at + len) back into an inaccessible reservation, atomically replacing what is there.
 bool reserve_fixed(std::byte* at, uint64_t len) {
@@ -53,7 +49,7 @@ Result<ShmWindow> ShmWindow::reserve(uint64_t size, size_t max_mappings) {
         return fail("shared-memory window size " + hex_text(size) + " is too large");
     void* raw = ::mmap(nullptr, padded, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (raw == MAP_FAILED)
-        return std::unexpected(errno_error("cannot reserve a " + size_text(size) + " shared-memory window"));
+        return std::unexpected(errno_error("cannot reserve a " + format_size(size) + " shared-memory window"));
     auto start = reinterpret_cast<uintptr_t>(raw);
     uintptr_t aligned = (start + align - 1) & ~(uintptr_t{align} - 1);
     uint64_t head = aligned - start;

@@ -8,7 +8,7 @@
 // Every map/unmap request is validated here (see docs/VHOST_USER.md "Rules a front-end must enforce"):
 // the parameters come from the back-end and are hostile. A refused request changes nothing.
 //
-// The VMM makes mappings guest-visible with KVM memslots, driven by the observer (vmm/shm_memslots.h).
+// The VMM makes mappings guest-visible with KVM memslots, driven by the observer (vmm/kvm/shm_memslots.h).
 #pragma once
 
 #include <cstddef>
@@ -16,7 +16,7 @@
 #include <functional>
 #include <vector>
 
-#include "memory/error.h"
+#include "base/error.h"
 #include "memory/host_mapping.h"
 
 namespace kite {

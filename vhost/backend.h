@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "base/error.h"
+#include "base/fd.h"
 #include "devices/virtio/queue.h"
-#include "memory/error.h"
-#include "memory/fd.h"
 #include "vhost/backend_memory.h"
 #include "vhost/protocol.h"
 #include "vhost/socket.h"

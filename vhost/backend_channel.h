@@ -14,8 +14,8 @@
 #include <memory>
 #include <variant>
 
-#include "memory/error.h"
-#include "memory/fd.h"
+#include "base/error.h"
+#include "base/fd.h"
 #include "vhost/protocol.h"
 #include "vhost/shm_regions.h"
 #include "vhost/socket.h"

@@ -52,11 +52,11 @@ Result<Message> Frontend::wait_reply(FrontendReq req, uint32_t expected_config_s
         if (n > 0 && fds[0].revents != 0) break;
     }
     auto reply = conn_.receive(options_.timeout);
-    if (!reply) return broken(Error{fmt::format("vhost-user: reply to {}: {}", name(req), reply.error().message), reply.error().code});
+    if (!reply) return broken(with_context(fmt::format("vhost-user: reply to {}", name(req)), reply.error()));
     tracer_.message(TraceDirection::BackendReply, reply->header, reply->payload, reply->fds.size());
     if (auto ok = validate_reply(req, *reply, expected_config_size); !ok) {
         tracer_.violation(ok.error().message);
-        return broken(Error{"vhost-user: " + ok.error().message, EPROTO});
+        return broken(Error{"vhost-user: " + ok.error().message, EPROTO, ErrorKind::Invalid});
     }
     return reply;
 }

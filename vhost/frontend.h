@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "memory/error.h"
+#include "base/error.h"
 #include "vhost/backend_channel.h"
 #include "vhost/protocol.h"
 #include "vhost/socket.h"

@@ -13,8 +13,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "memory/error.h"
-#include "memory/fd.h"
+#include "base/error.h"
+#include "base/fd.h"
 
 namespace kite::vhost {
 

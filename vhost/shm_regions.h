@@ -9,7 +9,7 @@
 #include <memory>
 #include <optional>
 
-#include "memory/error.h"
+#include "base/error.h"
 #include "memory/shm_window.h"
 
 namespace kite::vhost {

@@ -54,7 +54,7 @@ Result<void> recv_exact(int fd, uint8_t* buf, size_t len, std::vector<UniqueFd>&
     while (got < len) {
         auto ready = wait_for(fd, POLLIN, deadline);
         if (!ready) return std::unexpected(ready.error());
-        if (!*ready) return std::unexpected(Error{"vhost-user: timed out waiting for the peer", ETIMEDOUT});
+        if (!*ready) return std::unexpected(Error{"vhost-user: timed out waiting for the peer", ETIMEDOUT, ErrorKind::System});
         iovec iov{buf + got, len - got};
         alignas(cmsghdr) char control[CMSG_SPACE(kMaxFds * sizeof(int))];
         msghdr msg{};
@@ -68,7 +68,7 @@ Result<void> recv_exact(int fd, uint8_t* buf, size_t len, std::vector<UniqueFd>&
             return std::unexpected(errno_error("vhost-user: recvmsg"));
         }
         if (auto ok = take_fds(msg, fds); !ok) return ok;
-        if (n == 0) return std::unexpected(Error{"vhost-user: peer closed the connection", ECONNRESET});
+        if (n == 0) return std::unexpected(Error{"vhost-user: peer closed the connection", ECONNRESET, ErrorKind::System});
         got += static_cast<size_t>(n);
     }
     if (fds.size() > kMaxFds) return fail(fmt::format("vhost-user: message carries {} fds, at most {}", fds.size(), kMaxFds));
@@ -133,7 +133,7 @@ Result<void> Connection::send(uint32_t request, uint32_t flags, std::span<const 
             if (errno == EAGAIN) {
                 auto ready = wait_for(fd_.get(), POLLOUT, deadline);
                 if (!ready) return std::unexpected(ready.error());
-                if (!*ready) return std::unexpected(Error{"vhost-user: timed out sending to the peer", ETIMEDOUT});
+                if (!*ready) return std::unexpected(Error{"vhost-user: timed out sending to the peer", ETIMEDOUT, ErrorKind::System});
                 continue;
             }
             return std::unexpected(errno_error("vhost-user: sendmsg"));
@@ -191,7 +191,7 @@ Listener::~Listener() {
 Result<Connection> Listener::accept(Millis timeout) {
     auto ready = wait_for(fd_.get(), POLLIN, Clock::now() + timeout);
     if (!ready) return std::unexpected(ready.error());
-    if (!*ready) return std::unexpected(Error{"vhost-user: no front-end connected in time", ETIMEDOUT});
+    if (!*ready) return std::unexpected(Error{"vhost-user: no front-end connected in time", ETIMEDOUT, ErrorKind::System});
     UniqueFd conn(::accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!conn) return std::unexpected(errno_error("vhost-user: accept"));
     return Connection(std::move(conn));

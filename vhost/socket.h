@@ -9,8 +9,8 @@
 #include <string>
 #include <utility>
 
-#include "memory/error.h"
-#include "memory/fd.h"
+#include "base/error.h"
+#include "base/fd.h"
 #include "vhost/protocol.h"
 
 namespace kite::vhost {

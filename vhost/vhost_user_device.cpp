@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "devices/virtio/asio_loop.h"
+#include "base/asio_loop.h"
 
 namespace kite::vhost {
 
@@ -286,7 +286,7 @@ void VhostUserDevice::reset() {
     if (frontend_->has(protocol_feature::kResetDevice)) ok = frontend_->reset_device();
     else if (frontend_->has(protocol_feature::kStatus)) ok = frontend_->set_status(0);
     if (!ok) check_connection(ok.error());
-    else if (!frontend_->connected()) check_connection(Error{"lost during reset", ECONNRESET});
+    else if (!frontend_->connected()) check_connection(Error{"lost during reset", ECONNRESET, ErrorKind::System});
     shm_->clear();
 }
 

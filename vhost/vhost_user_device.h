@@ -28,11 +28,11 @@
 #include <string>
 #include <vector>
 
+#include "base/error.h"
 #include "devices/virtio/virtio_device.h"
-#include "memory/error.h"
 #include "vhost/frontend.h"
-#include "vhost/trace.h"
 #include "vhost/shm_regions.h"
+#include "vhost/trace.h"
 
 namespace kite {
 class FdWatcher;

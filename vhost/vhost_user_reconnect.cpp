@@ -1,7 +1,6 @@
 // Reconnect of a VhostUserDevice (see vhost_user_device.h): noticing that the back-end is gone, tearing
 // the dead connection down, and retrying the socket on the VMM loop (a timer, never a blocking wait) until
 // the reconnect timeout. The replay itself is handshake(false) + start_device(false).
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -9,8 +8,9 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "devices/virtio/asio_loop.h"
-#include "devices/virtio/fd_watcher.h"
+#include "base/asio_loop.h"
+#include "base/event_fd.h"
+#include "base/fd_watcher.h"
 #include "vhost/vhost_user_device.h"
 
 namespace kite::vhost {
@@ -124,7 +124,7 @@ void VhostUserDevice::try_reconnect() {
             // The dead back-end may have consumed a kick without serving it, or completed requests without an
             // interrupt: kick every ring and let the driver look at its used rings once.
             for (uint32_t i : started_queues_) {
-                if (i < active_->kick_fds.size()) (void)::eventfd_write(active_->kick_fds[i], 1);
+                if (i < active_->kick_fds.size()) signal_eventfd(BorrowedFd(active_->kick_fds[i]));
                 if (interrupt_ != nullptr) interrupt_->signal_used_queue(static_cast<uint16_t>(i));
             }
             // A back-end that came back with another config space (a resized disk, say): the driver must

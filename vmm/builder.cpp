@@ -11,15 +11,15 @@
 #include "devices/legacy/debug_exit.h"
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/ioapic.h"
-#include "devices/pci/pci_root.h"
-#include "vmm/gsi_routing.h"
 #include "devices/legacy/serial.h"
+#include "devices/pci/pci_root.h"
 #include "devices/virtio/mmio_transport.h"
-#include "vmm/boot/x86_boot.h"
-#include "vmm/cpuid.h"
+#include "vmm/arch/x86_64/boot/x86_boot.h"
+#include "vmm/arch/x86_64/cpuid.h"
+#include "vmm/arch/x86_64/vcpu_setup.h"
 #include "vmm/host_console.h"
+#include "vmm/kvm/gsi_routing.h"
 #include "vmm/output_sink.h"
-#include "vmm/vcpu_setup.h"
 
 namespace kite {
 

@@ -5,12 +5,12 @@
 
 #include <memory>
 
-#include "memory/error.h"
+#include "base/error.h"
 #include "memory/host_mapping.h"
-#include "memory/x86_layout.h"
-#include "vmm/acpi/tables.h"
-#include "vmm/boot/boot_state.h"
-#include "vmm/config.h"
+#include "vmm/arch/x86_64/acpi/tables.h"
+#include "vmm/arch/x86_64/boot/boot_state.h"
+#include "vmm/arch/x86_64/layout.h"
+#include "vmm/config/config.h"
 #include "vmm/vm.h"
 
 namespace kite {

@@ -13,19 +13,19 @@
 
 #include <cstdio>
 
-#include "devices/virtio/asio_loop.h"
+#include "base/asio_loop.h"
+#include "devices/pci/pci_root.h"
 #include "devices/virtio/block.h"
 #include "devices/virtio/console.h"
 #include "devices/virtio/mmio_transport.h"
-#include "devices/pci/pci_root.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/pci_transport.h"
 #include "devices/virtio/rng.h"
 #include "vhost/vhost_user_device.h"
 #include "vmm/builder.h"
-#include "vmm/gsi_routing.h"
+#include "vmm/kvm/gsi_routing.h"
+#include "vmm/kvm/shm_memslots.h"
 #include "vmm/output_sink.h"
-#include "vmm/shm_memslots.h"
 
 namespace kite {
 
@@ -73,7 +73,7 @@ Result<std::shared_ptr<VirtioMmioTransport>> VmBuilder::add_transport(std::share
     if (auto ok = vm_->mmio().insert(*transport, base.value(), VirtioMmioTransport::kWindowSize); !ok)
         return std::unexpected(ok.error());
     virtio_acpi_.push_back({base.value(), static_cast<uint32_t>(VirtioMmioTransport::kWindowSize), *irq});
-    // Snapshots refuse vhost-user devices before reaching these (vmm/vm_snapshot.h snapshot_refusal).
+    // Snapshots refuse vhost-user devices before reaching these (vmm/snapshot/vm_snapshot.h snapshot_refusal).
     vm_->add_device_state({fmt::format("virtio{}", index), [t = *transport] { return t->save_state(); },
                            [t = *transport](std::span<const uint8_t> b) { return t->restore_state(b); }});
     spdlog::info("virtio device id {} at {:#x}, IRQ {}", (*transport)->device().device_id(), base.value(), *irq);

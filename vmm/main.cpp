@@ -1,6 +1,6 @@
-// kite: the executable. Parses the command line (vmm/cli.h), builds the VM (vmm/builder.h) and runs it.
+// kite: the executable. Parses the command line (vmm/config/cli.h), builds the VM (vmm/builder.h) and runs it.
 // With --restore FILE the VM is built the same way but, instead of a kernel, gets FILE's memory and
-// state (vmm/vm_snapshot.h). With --api-socket PATH it serves the control API (vmm/vm_control.h).
+// state (vmm/snapshot/vm_snapshot.h). With --api-socket PATH it serves the control API (vmm/control/vm_control.h).
 // Exit status: the guest's choice (poweroff/reboot 0, debug-exit port value), 2 for any configuration or
 // set-up error (nothing was started), 1 for a VMM failure while running, 128+N when stopped by signal N.
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -13,12 +13,13 @@
 #include <string>
 
 #include "vmm/builder.h"
-#include "vmm/cli.h"
-#include "vmm/control_client.h"
+#include "vmm/config/cli.h"
+#include "vmm/control/client.h"
+#include "vmm/control/vm_control.h"
 #include "vmm/seccomp.h"
+#include "vmm/snapshot/key_file.h"
 #include "vmm/snapshot/snapshot.h"
-#include "vmm/vm_control.h"
-#include "vmm/vm_snapshot.h"
+#include "vmm/snapshot/vm_snapshot.h"
 
 namespace {
 

@@ -6,9 +6,9 @@
 #include <span>
 #include <string>
 
-#include "memory/error.h"
-#include "memory/fd.h"
-#include "vmm/config.h"
+#include "base/error.h"
+#include "base/fd.h"
+#include "vmm/config/config.h"
 
 namespace kite {
 

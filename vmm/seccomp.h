@@ -8,8 +8,8 @@
 // 1 (a VMM failure), so a missing entry is a clear bug report rather than a silent kill.
 #pragma once
 
-#include "memory/error.h"
-#include "vmm/config.h"
+#include "base/error.h"
+#include "vmm/config/config.h"
 
 namespace kite {
 

@@ -13,8 +13,8 @@
 #include "devices/bus.h"
 #include "devices/irq.h"
 #include "memory/guest_ram.h"
-#include "vmm/kvm.h"
-#include "vmm/vcpu.h"
+#include "vmm/kvm/kvm.h"
+#include "vmm/kvm/vcpu.h"
 
 namespace kite {
 
@@ -23,7 +23,7 @@ class IrqFdLine final : public IrqLine {
 public:
     IrqFdLine(EventFd fd, uint32_t gsi) : fd_(std::move(fd)), gsi_(gsi) {}
     void trigger() override { (void)fd_.write(1); }
-    int fd() const { return fd_.fd(); }
+    int fd() const { return fd_.get(); }
     uint32_t gsi() const { return gsi_; }
 
 private:

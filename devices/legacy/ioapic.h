@@ -28,8 +28,8 @@
 #include <string>
 #include <vector>
 
+#include "base/error.h"
 #include "devices/bus_device.h"
-#include "memory/error.h"
 
 namespace kite {
 

@@ -25,9 +25,9 @@
 #include <span>
 #include <vector>
 
+#include "base/error.h"
 #include "devices/bus_device.h"
 #include "devices/irq.h"
-#include "memory/error.h"
 
 namespace kite {
 

@@ -3,7 +3,7 @@
 // every BAR is placed in.
 //
 // Guests find the bus through the ACPI DSDT (a PNP0A03 host bridge whose _CRS gives bus 0, the config
-// ports and the memory window: vmm/acpi/tables.h); Linux probes mechanism #1 itself (it writes
+// ports and the memory window: vmm/arch/x86_64/acpi/tables.h); Linux probes mechanism #1 itself (it writes
 // 0x80000000 to 0xcf8 and reads it back, then looks for a host bridge on bus 0).
 //
 // Mechanism #1: a 4-byte write to 0xcf8 latches the address (bit 31 enable, bus 16-23, device 11-15,
@@ -26,10 +26,10 @@
 #include <mutex>
 #include <vector>
 
+#include "base/error.h"
 #include "devices/bus_device.h"
 #include "devices/pci/config_space.h"
 #include "devices/pci/pci_device.h"
-#include "memory/error.h"
 
 namespace kite::pci {
 

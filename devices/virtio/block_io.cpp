@@ -3,17 +3,17 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <linux/falloc.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "devices/virtio/asio_loop.h"
+#include "base/asio_loop.h"
 #include <cerrno>
 #include <spdlog/spdlog.h>
 #include <algorithm>
 #include <unordered_map>
 
-#include "devices/virtio/fd_watcher.h"
-#include "memory/fd.h"
+#include "base/event_fd.h"
+#include "base/fd.h"
+#include "base/fd_watcher.h"
 
 namespace kite {
 
@@ -84,8 +84,9 @@ public:
     Result<void> init(asio::io_context& io) {
         if (int r = io_uring_queue_init(kRingEntries, &ring_, 0); r < 0) return std::unexpected(errno_error("io_uring_queue_init", -r));
         ring_ready_ = true;
-        event_ = UniqueFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-        if (!event_) return std::unexpected(errno_error("eventfd"));
+        auto event = EventFd::create();
+        if (!event) return std::unexpected(event.error());
+        event_ = std::move(*event);
         if (int r = io_uring_register_eventfd(&ring_, event_.get()); r < 0)
             return std::unexpected(errno_error("io_uring_register_eventfd", -r));
         auto watcher = FdWatcher::create(io, event_.get(), FdWatcher::Mode::kDrainEventfd, [this] { reap(); });
@@ -166,7 +167,7 @@ private:
     io_uring ring_{};
     bool ring_ready_ = false;
     bool dropping_ = false;
-    UniqueFd event_;
+    EventFd event_;
     std::unique_ptr<FdWatcher> watcher_;
     std::unordered_map<uint64_t, BlockOp> in_flight_;
 };

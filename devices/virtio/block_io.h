@@ -10,7 +10,7 @@
 #include <memory>
 #include <vector>
 
-#include "memory/error.h"
+#include "base/error.h"
 
 namespace asio {
 class io_context;

@@ -11,8 +11,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "base/error.h"
 #include "devices/virtio/descriptor_chain.h"
-#include "memory/error.h"
 #include "memory/guest_memory.h"
 
 namespace kite {

@@ -11,8 +11,8 @@
 #include <span>
 #include <vector>
 
+#include "base/log_limit.h"
 #include "devices/virtio/device_queues.h"
-#include "devices/virtio/log_limit.h"
 #include "devices/virtio/virtio_device.h"
 
 namespace kite {

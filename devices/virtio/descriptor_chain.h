@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "base/error.h"
 #include "memory/address.h"
-#include "memory/error.h"
 #include "memory/guest_memory.h"
 
 namespace kite {

@@ -7,8 +7,8 @@
 #include <span>
 #include <vector>
 
-#include "devices/virtio/fd_watcher.h"
-#include "devices/virtio/log_limit.h"
+#include "base/fd_watcher.h"
+#include "base/log_limit.h"
 #include "devices/virtio/queue.h"
 #include "devices/virtio/virtio_device.h"
 

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "devices/virtio/log_limit.h"
+#include "base/log_limit.h"
 
 namespace kite::virtio {
 

@@ -4,9 +4,9 @@
 #include <array>
 #include <cstring>
 
-#include "devices/virtio/asio_loop.h"
+#include "base/asio_loop.h"
+#include "base/event_fd.h"
 #include "devices/virtio/device_status.h"
-#include "devices/virtio/eventfd.h"
 #include "devices/virtio/queue.h"
 #include "devices/virtio/spec.h"
 
@@ -64,15 +64,15 @@ Result<std::shared_ptr<VirtioMmioTransport>> VirtioMmioTransport::create(std::sh
     if (!device) return fail("virtio-mmio: no device");
     std::shared_ptr<VirtioMmioTransport> t(new VirtioMmioTransport(std::move(device), memory, io));
     for (size_t i = 0; i < t->queues_.size(); ++i) {
-        auto fd = make_eventfd();
+        auto fd = EventFd::create();
         if (!fd) return std::unexpected(fd.error());
         t->kick_fds_.push_back(std::move(*fd));
     }
-    auto irq = make_eventfd();
+    auto irq = EventFd::create();
     if (!irq) return std::unexpected(irq.error());
     t->irq_fd_ = std::move(*irq);
     if (t->device_->interrupt_status_always_used()) {
-        auto sink = make_eventfd();
+        auto sink = EventFd::create();
         if (!sink) return std::unexpected(sink.error());
         t->used_ack_sink_ = std::move(*sink);
         t->always_set_interrupt_bits_ = kInterruptUsedBuffer;
@@ -201,7 +201,7 @@ void VirtioMmioTransport::write_register(uint64_t offset, uint32_t value) {
     switch (offset) {
         case kQueueNotify:
             // guest-controlled: the queue index; unknown queues are ignored.
-            if (value < kick_fds_.size()) signal_eventfd(kick_fds_[value].get());
+            if (value < kick_fds_.size()) kick_fds_[value].signal();
             return;
         case kInterruptAck:
             // Pairs with the fetch_or in signal_used_queue / signal_config_change.
@@ -329,7 +329,7 @@ void VirtioMmioTransport::reset_locked() {
     });
 }
 
-void VirtioMmioTransport::trigger() { signal_eventfd(irq_fd_.get()); }
+void VirtioMmioTransport::trigger() { irq_fd_.signal(); }
 
 // Each bit is in the page before the interrupt is raised: the driver's first read sees it.
 void VirtioMmioTransport::signal_used_queue(uint16_t) {

@@ -44,11 +44,12 @@
 #include <span>
 #include <vector>
 
+#include "base/error.h"
+#include "base/event_fd.h"
+#include "base/fd.h"
+#include "base/log_limit.h"
 #include "devices/bus_device.h"
-#include "devices/virtio/log_limit.h"
 #include "devices/virtio/virtio_device.h"
-#include "memory/error.h"
-#include "memory/fd.h"
 #include "memory/guest_memory.h"
 
 namespace kite {
@@ -129,9 +130,9 @@ private:
     std::shared_ptr<VirtioDevice> device_;
     GuestMemory& memory_;
     asio::io_context& io_;
-    std::vector<UniqueFd> kick_fds_;
-    UniqueFd irq_fd_;
-    UniqueFd used_ack_sink_;
+    std::vector<EventFd> kick_fds_;
+    EventFd irq_fd_;
+    EventFd used_ack_sink_;
     LogLimit log_;
     // kInterruptUsedBuffer for a device whose status always reports one (see the top), else 0.
     uint32_t always_set_interrupt_bits_ = 0;

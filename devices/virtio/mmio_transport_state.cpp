@@ -12,7 +12,7 @@
 #include <cstring>
 #include <string>
 
-#include "devices/virtio/asio_loop.h"
+#include "base/asio_loop.h"
 #include "devices/virtio/mmio_transport.h"
 #include "devices/virtio/queue.h"
 #include "devices/virtio/spec.h"

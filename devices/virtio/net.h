@@ -14,11 +14,11 @@
 #include <optional>
 #include <vector>
 
+#include "base/fd.h"
+#include "base/fd_watcher.h"
+#include "base/log_limit.h"
 #include "devices/virtio/device_queues.h"
-#include "devices/virtio/fd_watcher.h"
-#include "devices/virtio/log_limit.h"
 #include "devices/virtio/virtio_device.h"
-#include "memory/fd.h"
 
 namespace kite {
 

@@ -6,9 +6,9 @@
 #include <array>
 #include <cstring>
 
-#include "devices/virtio/asio_loop.h"
+#include "base/asio_loop.h"
+#include "base/event_fd.h"
 #include "devices/virtio/device_status.h"
-#include "devices/virtio/eventfd.h"
 #include "devices/virtio/queue.h"
 #include "devices/virtio/spec.h"
 
@@ -111,15 +111,15 @@ Result<void> VirtioPciTransport::init(uint64_t bar0) {
         QueueState q;
         q.max_size = max;
         q.config.size = max;
-        auto kick = make_eventfd();
+        auto kick = EventFd::create();
         if (!kick) return std::unexpected(kick.error());
-        auto call = make_eventfd();
+        auto call = EventFd::create();
         if (!call) return std::unexpected(call.error());
         q.kick = std::move(*kick);
         q.irq.fd = std::move(*call);
         queues_.push_back(std::move(q));
     }
-    auto config_fd = make_eventfd();
+    auto config_fd = EventFd::create();
     if (!config_fd) return std::unexpected(config_fd.error());
     config_irq_.fd = std::move(*config_fd);
 
@@ -196,7 +196,7 @@ void VirtioPciTransport::bar_write(unsigned bar, uint64_t offset, std::span<cons
     }
     if (offset >= kNotifyOffset && offset < kNotifyOffset + uint64_t{num_queues()} * kNotifyMultiplier) {
         // A notification the ioeventfd did not take (another width, or the BAR moved meanwhile).
-        signal_eventfd(queues_[(offset - kNotifyOffset) / kNotifyMultiplier].kick.get());
+        queues_[(offset - kNotifyOffset) / kNotifyMultiplier].kick.signal();
         return;
     }
     std::lock_guard lock(mutex_);
@@ -447,7 +447,7 @@ std::string VirtioPciTransport::describe() const {
 
 void VirtioPciTransport::raise(IrqSource& source, uint8_t isr_bit) {
     isr_.fetch_or(isr_bit, std::memory_order_acq_rel);
-    signal_eventfd(source.fd.get());
+    source.fd.signal();
 }
 
 void VirtioPciTransport::signal_used_queue(uint16_t queue) {

@@ -37,13 +37,14 @@
 #include <string>
 #include <vector>
 
+#include "base/error.h"
+#include "base/event_fd.h"
+#include "base/fd.h"
+#include "base/log_limit.h"
 #include "devices/pci/config_space.h"
 #include "devices/pci/msix.h"
 #include "devices/pci/pci_device.h"
-#include "devices/virtio/log_limit.h"
 #include "devices/virtio/virtio_device.h"
-#include "memory/error.h"
-#include "memory/fd.h"
 #include "memory/guest_memory.h"
 
 namespace kite {
@@ -116,14 +117,14 @@ public:
 private:
     // An interrupt eventfd and where it goes: the vector the driver chose, the GSI it is bound to now.
     struct IrqSource {
-        UniqueFd fd;
+        EventFd fd;
         uint16_t vector = kNoVector;
         std::optional<uint32_t> bound_gsi;
     };
     struct QueueState {
         uint16_t max_size = 0;
         QueueConfig config;
-        UniqueFd kick;
+        EventFd kick;
         IrqSource irq;  // the queue's interrupt eventfd (call_fd)
     };
 

@@ -11,9 +11,9 @@
 #include <optional>
 #include <string>
 
+#include "base/error.h"
 #include "devices/virtio/descriptor_chain.h"
 #include "devices/virtio/virtio_device.h"
-#include "memory/error.h"
 #include "memory/guest_memory.h"
 
 namespace kite {

@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include "memory/error.h"
-#include "memory/fd.h"
+#include "base/error.h"
+#include "base/fd.h"
 
 namespace kite {
 

@@ -9,8 +9,8 @@
 #include <span>
 #include <vector>
 
+#include "base/error.h"
 #include "memory/address.h"
-#include "memory/error.h"
 #include "memory/guest_memory.h"
 
 namespace asio {

@@ -6,7 +6,7 @@
 #include <span>
 
 #include "memory/heap_memory.h"
-#include "vmm/boot/x86_boot.h"
+#include "vmm/arch/x86_64/boot/x86_boot.h"
 
 using namespace kite;
 using namespace kite::boot;

@@ -23,7 +23,7 @@
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/ioapic.h"
 #include "devices/legacy/serial.h"
-#include "memory/x86_layout.h"
+#include "vmm/arch/x86_64/layout.h"
 
 namespace {
 

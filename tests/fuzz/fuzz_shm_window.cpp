@@ -15,7 +15,7 @@
 #include <sstream>
 #include <string>
 
-#include "memory/fd.h"
+#include "base/fd.h"
 #include "memory/shm_window.h"
 
 using namespace kite;

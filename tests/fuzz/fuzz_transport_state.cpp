@@ -2,7 +2,7 @@
 // transport with a virtio-rng device: the first 4 KiB of input also seed guest memory, where restored
 // queues may point and where the restored device reads its used.idx. After a restore that is accepted,
 // the queue is notified and the device runs, then the driver resets it.
-#include "devices/virtio/asio_loop.h"
+#include "base/asio_loop.h"
 #include <cstddef>
 #include <cstdint>
 #include <cstring>

@@ -4,7 +4,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "devices/virtio/asio_loop.h"
+#include "base/asio_loop.h"
 #include <cstddef>
 #include <cstdint>
 #include <vector>

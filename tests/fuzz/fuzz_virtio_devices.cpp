@@ -1,7 +1,7 @@
 // Fuzzer bytes become a sequence of register accesses (offset, width, value) against a virtio-mmio
 // transport with a virtio-rng device, with the VMM loop run between accesses so activations and resets
 // happen. The first 4 KiB of input also seed guest memory, where the queues may point.
-#include "devices/virtio/asio_loop.h"
+#include "base/asio_loop.h"
 #include <cstddef>
 #include <cstdint>
 #include <cstring>

@@ -12,7 +12,7 @@
 #include <map>
 #include <tuple>
 
-#include "devices/virtio/asio_loop.h"
+#include "base/asio_loop.h"
 #include "devices/virtio/pci_transport.h"
 #include "devices/virtio/rng.h"
 #include "memory/heap_memory.h"

@@ -16,7 +16,7 @@ uint64_t entry_cr0, entry_efer, entry_rflags, entry_cs, entry_info;
 #define IOAPIC 0xfec00000ull
 #define LAPIC 0xfee00000ull
 #define COM1_IRQ 4
-#define RNG_IRQ 5        // the first virtio-mmio transport's pin (memory/x86_layout.h)
+#define RNG_IRQ 5        // the first virtio-mmio transport's pin (vmm/arch/x86_64/layout.h)
 #define WAIT_IRQ 4000000000ull   // TSC ticks: long enough under nested TCG, only waited out on a failure
 #define WAIT_QUIET 400000000ull  // how long an interrupt that must not come is given to show up
 

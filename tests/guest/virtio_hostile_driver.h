@@ -7,7 +7,7 @@
 
 #include "guest_io.h"
 
-#define MMIO_BASE 0xd0000000ull  // kVirtioMmioBase (memory/x86_layout.h)
+#define MMIO_BASE 0xd0000000ull  // kVirtioMmioBase (vmm/arch/x86_64/layout.h)
 #define MMIO_STRIDE 0x1000ull
 
 // Register offsets (VIRTIO 1.2, 4.2.2).

@@ -1,7 +1,7 @@
 # The mirror helper program: freestanding x86_64 code built with its own flags and linker script, turned
-# into a flat binary and embedded into kite_vmm as a generated C++ array (kite needs no side files).
-# Included from vmm/CMakeLists.txt after kite_vmm is defined.
-set(KITE_HELPER_DIR ${CMAKE_CURRENT_SOURCE_DIR}/mirror/helper)
+# into a flat binary and embedded into kite_mirror as a generated C++ array (kite needs no side files).
+# Included from vmm/mirror/CMakeLists.txt after kite_mirror is defined.
+set(KITE_HELPER_DIR ${CMAKE_CURRENT_SOURCE_DIR}/helper)
 set(KITE_HELPER_OUT ${CMAKE_CURRENT_BINARY_DIR}/mirror_helper)
 find_program(KITE_HELPER_CC NAMES gcc cc REQUIRED)
 find_program(KITE_OBJCOPY NAMES objcopy llvm-objcopy-14 REQUIRED)
@@ -17,8 +17,8 @@ add_custom_command(
   COMMAND ${CMAKE_COMMAND} -E make_directory ${KITE_HELPER_OUT}
   COMMAND ${KITE_HELPER_CC} ${KITE_HELPER_CFLAGS} -static -Wl,--build-id=none -Wl,--no-warn-rwx-segments -Wl,-T,${KITE_HELPER_DIR}/helper.ld
           -o ${KITE_HELPER_OUT}/helper.elf ${KITE_HELPER_DIR}/helper.c
-  DEPENDS ${KITE_HELPER_DIR}/helper.c ${KITE_HELPER_DIR}/helper.ld ${CMAKE_CURRENT_SOURCE_DIR}/mirror/helper_abi.h
-          ${CMAKE_CURRENT_SOURCE_DIR}/mirror/seal_core.h
+  DEPENDS ${KITE_HELPER_DIR}/helper.c ${KITE_HELPER_DIR}/helper.ld ${CMAKE_CURRENT_SOURCE_DIR}/helper_abi.h
+          ${CMAKE_CURRENT_SOURCE_DIR}/seal_core.h
   COMMENT "Building the mirror helper program"
   VERBATIM)
 
@@ -35,4 +35,4 @@ add_custom_command(
   DEPENDS ${KITE_HELPER_OUT}/helper.bin ${KITE_HELPER_DIR}/embed.cmake
   VERBATIM)
 
-target_sources(kite_vmm PRIVATE ${KITE_HELPER_OUT}/helper_image.cpp)
+target_sources(kite_mirror PRIVATE ${KITE_HELPER_OUT}/helper_image.cpp)

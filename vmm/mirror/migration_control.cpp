@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <string>
 
-#include "vmm/kvm.h"
+#include "vmm/kvm/kvm.h"
 
 namespace kite {
 
@@ -67,7 +67,7 @@ kvm_msr_filter migration_control_msr_filter(uint8_t& bitmap) {
 Result<void> install_migration_control_filter(const VmFd& main_vm) {
     auto cap = main_vm.check_extension(KVM_CAP_X86_USER_SPACE_MSR);
     if (!cap) return std::unexpected(cap.error());
-    if (*cap <= 0) return fail("KVM lacks KVM_CAP_X86_USER_SPACE_MSR (needed for MSR_KVM_MIGRATION_CONTROL)");
+    if (*cap <= 0) return unsupported("KVM lacks KVM_CAP_X86_USER_SPACE_MSR (needed for MSR_KVM_MIGRATION_CONTROL)");
     if (auto ok = main_vm.enable_cap(KVM_CAP_X86_USER_SPACE_MSR, KVM_MSR_EXIT_REASON_FILTER); !ok) return ok;
     uint8_t bitmap = 0;
     kvm_msr_filter filter = migration_control_msr_filter(bitmap);

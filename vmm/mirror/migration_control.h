@@ -17,8 +17,8 @@
 #include <span>
 #include <vector>
 
+#include "base/error.h"
 #include "memory/address.h"
-#include "memory/error.h"
 #include "memory/guest_memory.h"
 
 namespace kite {

@@ -8,7 +8,7 @@
 #include <span>
 #include <vector>
 
-#include "memory/error.h"
+#include "base/error.h"
 
 namespace kite {
 

@@ -82,8 +82,7 @@ Result<std::unique_ptr<MirrorVm>> MirrorVm::create(const Kvm& kvm, const VmFd& o
     if (host_has_sev(kvm) && options.owner_is_sev) {
         // Must precede the mirror's vCPU: the mirror then runs with the owner's memory encryption key.
         if (auto ok = vm->enable_cap(kCapVmCopyEncContextFrom, static_cast<uint64_t>(owner.fd())); !ok)
-            return std::unexpected(Error{"mirror VM: KVM_CAP_VM_COPY_ENC_CONTEXT_FROM: " + ok.error().message,
-                                         ok.error().code});
+            return std::unexpected(with_context("mirror VM: KVM_CAP_VM_COPY_ENC_CONTEXT_FROM", ok.error()));
         sev = true;
     } else {
         spdlog::info("mirror VM: {}; pages are sealed by the helper (ChaCha20 + SipHash) instead",

@@ -23,7 +23,7 @@
 
 #include "memory/guest_ram.h"
 #include "memory/ram_block.h"
-#include "vmm/kvm.h"
+#include "vmm/kvm/kvm.h"
 #include "vmm/mirror/helper_abi.h"
 #include "vmm/mirror/migration_control.h"
 #include "vmm/mirror/page_seal.h"

@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <span>
 
+#include "base/error.h"
 #include "memory/address.h"
-#include "memory/error.h"
 #include "vmm/mirror/helper_abi.h"
 
 namespace kite {

@@ -10,7 +10,7 @@
 
 #include <chrono>
 
-#include "memory/error.h"
+#include "base/error.h"
 
 namespace kite {
 

@@ -31,7 +31,8 @@
 #include <string_view>
 #include <vector>
 
-#include "memory/error.h"
+#include "base/error.h"
+#include "vmm/arch/x86_64/vcpu_state.h"
 #include "vmm/mirror/page_seal.h"
 
 namespace kite {
@@ -58,19 +59,6 @@ inline constexpr uint32_t kMaxSnapshotMsrs = 4096;
 inline constexpr uint32_t kMaxXsaveSize = 1 << 20;
 inline constexpr uint32_t kMaxDeviceNameSize = 256;
 inline constexpr uint32_t kMaxVcpus = 1024;
-
-struct VcpuState {
-    uint32_t index = 0;
-    kvm_regs regs{};
-    kvm_sregs sregs{};
-    kvm_fpu fpu{};
-    std::vector<uint8_t> xsave;  // KVM_GET_XSAVE(2) area, as many bytes as KVM gave
-    kvm_xcrs xcrs{};
-    std::vector<kvm_msr_entry> msrs;
-    kvm_lapic_state lapic{};
-    kvm_vcpu_events events{};
-    kvm_mp_state mp_state{};
-};
 
 struct DeviceState {
     std::string name;  // unique, 1..256 bytes

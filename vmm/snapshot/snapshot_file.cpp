@@ -11,7 +11,7 @@
 #include <climits>
 #include <vector>
 
-#include "memory/fd.h"
+#include "base/fd.h"
 #include "vmm/snapshot/snapshot.h"
 #include "vmm/snapshot/snapshot_source.h"
 

@@ -7,7 +7,7 @@
 #include <optional>
 #include <span>
 
-#include "memory/error.h"
+#include "base/error.h"
 #include "vmm/snapshot/snapshot.h"
 
 namespace kite {

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "memory/guest_ram.h"
-#include "vmm/kvm.h"
+#include "vmm/kvm/kvm.h"
 #include "vmm/mirror/migration_control.h"
 #include "vmm/mirror/mirror_vm.h"
 #include "vmm/mirror/page_seal.h"

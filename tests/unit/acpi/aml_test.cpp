@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "vmm/acpi/aml.h"
+#include "vmm/arch/x86_64/acpi/aml.h"
 
 using namespace kite;
 using aml::Bytes;

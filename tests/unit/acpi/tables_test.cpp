@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "devices/legacy/acpi_pm.h"
-#include "vmm/acpi/tables.h"
+#include "vmm/arch/x86_64/acpi/tables.h"
 
 using namespace kite;
 

@@ -5,7 +5,7 @@
 
 #include "memory/heap_memory.h"
 #include "tests/unit/boot/test_images.h"
-#include "vmm/boot/bzimage.h"
+#include "vmm/arch/x86_64/boot/bzimage.h"
 
 using namespace kite;
 using namespace kite::boot;

@@ -3,7 +3,7 @@
 #include <vector>
 
 #include "tests/unit/boot/test_images.h"
-#include "vmm/boot/e820.h"
+#include "vmm/arch/x86_64/boot/e820.h"
 
 using namespace kite;
 using namespace kite::boot;

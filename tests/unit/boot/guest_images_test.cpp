@@ -8,8 +8,8 @@
 #include <string>
 
 #include "memory/heap_memory.h"
-#include "vmm/boot/x86_boot.h"
-#include "vmm/boot/image_file.h"
+#include "vmm/arch/x86_64/boot/image_file.h"
+#include "vmm/arch/x86_64/boot/x86_boot.h"
 
 using namespace kite;
 using namespace kite::boot;

@@ -10,10 +10,10 @@
 
 #include "memory/heap_memory.h"
 #include "tests/unit/boot/test_images.h"
-#include "vmm/boot/boot_params.h"
-#include "vmm/boot/cpu_setup.h"
-#include "vmm/boot/pvh.h"
-#include "vmm/boot/x86_boot.h"
+#include "vmm/arch/x86_64/boot/boot_params.h"
+#include "vmm/arch/x86_64/boot/cpu_setup.h"
+#include "vmm/arch/x86_64/boot/pvh.h"
+#include "vmm/arch/x86_64/boot/x86_boot.h"
 
 using namespace kite;
 using namespace kite::boot;

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "tests/unit/config/temp_dir.h"
-#include "vmm/cli.h"
+#include "vmm/config/cli.h"
 
 using namespace kite;
 

@@ -4,7 +4,7 @@
 #include <sys/stat.h>
 
 #include "tests/unit/config/temp_dir.h"
-#include "vmm/config_yaml.h"
+#include "vmm/config/yaml.h"
 
 using namespace kite;
 
@@ -49,12 +49,12 @@ TEST_CASE("bad sizes are rejected with the reason") {
     CHECK(error_of("kernel: k\nmemory: 0\n") == "vm.yaml:2:9: memory: must not be zero");
     CHECK(error_of("kernel: k\nmemory: 99999999999999999999\n") ==
           "vm.yaml:2:9: memory: '99999999999999999999' is not a size: too large");
-    CHECK(error_of("kernel: k\nmemory: 2T\n") == "vm.yaml:2:9: memory: 2T is more than 1T");
-    CHECK(error_of("kernel: k\nmemory: 1000\n") == "vm.yaml:2:9: memory: 1000 is not a multiple of 4K");
+    CHECK(error_of("kernel: k\nmemory: 2T\n") == "vm.yaml:2:9: memory: 2T is more than 1 TiB");
+    CHECK(error_of("kernel: k\nmemory: 1000\n") == "vm.yaml:2:9: memory: 1000 is not a multiple of 4 KiB");
     CHECK(error_of("kernel: k\nmemory: {size: 3M, hugepages: hugetlbfs}\n") ==
-          "vm.yaml:2:10: memory.size: 3M is not a multiple of 2M (hugepages: hugetlbfs)");
+          "vm.yaml:2:10: memory.size: 3M is not a multiple of 2 MiB (hugepages: hugetlbfs)");
     CHECK(error_of("kernel: k\ndevices:\n  - vhost-user-fs: {socket: s, tag: t, dax: 1M}\n") ==
-          "vm.yaml:3:45: devices[0].vhost-user-fs.dax: 1M is not a multiple of 2M");
+          "vm.yaml:3:45: devices[0].vhost-user-fs.dax: 1M is not a multiple of 2 MiB");
     CHECK(error_of("kernel: k\ndevices:\n  - vhost-user: {socket: s, virtio-id: 1, shm: [64M, 0]}\n") ==
           "vm.yaml:3:54: devices[0].vhost-user.shm: must not be zero");
 }

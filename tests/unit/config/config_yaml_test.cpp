@@ -2,8 +2,8 @@
 #include <doctest/doctest.h>
 
 #include "tests/unit/config/temp_dir.h"
-#include "vmm/config_fields.h"
-#include "vmm/config_yaml.h"
+#include "vmm/config/fields.h"
+#include "vmm/config/yaml.h"
 
 using namespace kite;
 

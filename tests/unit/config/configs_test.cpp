@@ -5,7 +5,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "vmm/config_yaml.h"
+#include "vmm/config/yaml.h"
 
 using namespace kite;
 

@@ -1,6 +1,6 @@
 #include <doctest/doctest.h>
 
-#include "vmm/size.h"
+#include "base/size.h"
 
 using namespace kite;
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "memory/fd.h"
+#include "base/fd.h"
 #include "memory/shm_window.h"
 #include "proc_self.h"
 

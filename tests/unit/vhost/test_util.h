@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "memory/fd.h"
+#include "base/fd.h"
 
 namespace kite::test {
 

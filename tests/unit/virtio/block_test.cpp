@@ -3,8 +3,8 @@
 #include <cstring>
 #include <vector>
 
-#include "devices/virtio/block.h"
 #include "device_harness.h"
+#include "devices/virtio/block.h"
 #include "temp_image.h"
 
 using namespace kite;

@@ -2,8 +2,8 @@
 
 #include <string>
 
-#include "devices/virtio/console.h"
 #include "device_harness.h"
+#include "devices/virtio/console.h"
 
 using namespace kite;
 using namespace kite::test;

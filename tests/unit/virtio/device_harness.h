@@ -5,14 +5,14 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "devices/virtio/asio_loop.h"
+#include "base/asio_loop.h"
 #include <chrono>
 #include <vector>
 
+#include "base/fd.h"
 #include "devices/virtio/spec.h"
 #include "devices/virtio/virtio_device.h"
 #include "fake_queue.h"
-#include "memory/fd.h"
 
 namespace kite::test {
 

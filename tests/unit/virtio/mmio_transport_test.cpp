@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstring>
 
-#include "devices/virtio/asio_loop.h"
+#include "base/asio_loop.h"
 
 #include "devices/virtio/mmio_transport.h"
 #include "devices/virtio/spec.h"

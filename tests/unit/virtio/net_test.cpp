@@ -5,10 +5,10 @@
 #include <string>
 #include <vector>
 
+#include "device_harness.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/net_features.h"
 #include "devices/virtio/tap.h"
-#include "device_harness.h"
 
 using namespace kite;
 using namespace kite::test;

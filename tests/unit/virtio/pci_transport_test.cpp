@@ -9,8 +9,8 @@
 #include <optional>
 #include <tuple>
 
-#include "devices/virtio/asio_loop.h"
-#include "devices/virtio/eventfd.h"
+#include "base/asio_loop.h"
+#include "base/event_fd.h"
 #include "devices/virtio/pci_transport.h"
 #include "devices/virtio/spec.h"
 #include "fake_queue.h"

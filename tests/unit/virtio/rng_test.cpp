@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <vector>
 
-#include "devices/virtio/rng.h"
 #include "device_harness.h"
+#include "devices/virtio/rng.h"
 
 using namespace kite;
 using namespace kite::test;

@@ -1,7 +1,7 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
-#include "devices/virtio/asio_loop.h"
+#include "base/asio_loop.h"
 #include <chrono>
 
 #include "devices/virtio/mmio_transport.h"

@@ -7,12 +7,12 @@
 #include <chrono>
 #include <vector>
 
-#include "devices/virtio/asio_loop.h"
+#include "base/asio_loop.h"
+#include "device_harness.h"
 #include "devices/virtio/block.h"
 #include "devices/virtio/console.h"
 #include "devices/virtio/mmio_transport.h"
 #include "devices/virtio/rng.h"
-#include "device_harness.h"
 #include "fake_queue.h"
 #include "mmio_driver.h"
 #include "temp_image.h"

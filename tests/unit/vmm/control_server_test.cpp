@@ -1,9 +1,10 @@
 #include <doctest/doctest.h>
 
+#include <cerrno>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
-#include "vmm/control_server.h"
+#include "vmm/control/server.h"
 
 using namespace kite;
 using json = nlohmann::json;
@@ -18,9 +19,10 @@ struct Fixture {
     SnapshotRequest last_request;
     std::shared_ptr<ControlServer> server;
 
-    Fixture() {
+    // `pause` replaces the counting pause handler.
+    explicit Fixture(std::function<Result<void>()> pause = {}) {
         ControlHandlers h;
-        h.pause = [this]() -> Result<void> { ++pauses; return {}; };
+        h.pause = pause ? pause : [this]() -> Result<void> { ++pauses; return {}; };
         h.resume = []() -> Result<void> { return fail("not paused"); };
         h.snapshot = [this](const SnapshotRequest& r) -> Result<SnapshotReport> {
             snapshot_path = r.path;
@@ -62,6 +64,14 @@ TEST_CASE("a handler error is reported with its message") {
     auto r = json::parse(f.server->handle_line(R"({"command":"resume"})"));
     CHECK(r["ok"] == false);
     CHECK(r["error"] == "not paused");
+    CHECK(r["kind"] == "invalid");
+}
+
+TEST_CASE("a failed system call is reported with kind system, so a client knows it may retry") {
+    Fixture f([]() -> Result<void> { return std::unexpected(errno_error("pause", EIO)); });
+    auto r = json::parse(f.server->handle_line(R"({"command":"pause"})"));
+    CHECK(r["ok"] == false);
+    CHECK(r["kind"] == "system");
 }
 
 TEST_CASE("snapshot passes the path and refuses a request without one") {

@@ -5,7 +5,8 @@
 #include <fstream>
 #include <string>
 
-#include "vmm/vm_snapshot.h"
+#include "vmm/snapshot/key_file.h"
+#include "vmm/snapshot/vm_snapshot.h"
 
 using namespace kite;
 

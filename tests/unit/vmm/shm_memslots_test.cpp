@@ -7,10 +7,10 @@
 
 #include <vector>
 
-#include "memory/fd.h"
-#include "memory/shm_window.h"
-#include "vmm/shm_memslots.h"
 #include "../memory/proc_self.h"
+#include "base/fd.h"
+#include "memory/shm_window.h"
+#include "vmm/kvm/shm_memslots.h"
 
 using namespace kite;
 

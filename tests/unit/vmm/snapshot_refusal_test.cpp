@@ -1,6 +1,6 @@
 #include <doctest/doctest.h>
 
-#include "vmm/vm_snapshot.h"
+#include "vmm/snapshot/vm_snapshot.h"
 
 using namespace kite;
 
