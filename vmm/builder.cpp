@@ -16,6 +16,7 @@
 #include "devices/virtio/mmio_transport.h"
 #include "vmm/arch/x86_64/boot/x86_boot.h"
 #include "vmm/arch/x86_64/cpuid.h"
+#include "vmm/arch/x86_64/irqchip.h"
 #include "vmm/arch/x86_64/vcpu_setup.h"
 #include "vmm/host_console.h"
 #include "vmm/kvm/gsi_routing.h"
@@ -54,10 +55,6 @@ boot::BootProtocol to_boot_protocol(BootProtocol p) {
     return boot::BootProtocol::Auto;
 }
 
-Error with_context(const Error& e, std::string_view context) {
-    return Error{std::string(context) + ": " + e.message, e.code};
-}
-
 }  // namespace
 
 Result<std::unique_ptr<Vm>> VmBuilder::build() {
@@ -85,21 +82,12 @@ Result<void> VmBuilder::create_vm() {
     return fd.set_identity_map_address(kIdentityMapAddress);
 }
 
-// After the RAM memslots, not before: creating the irqchip starts SRCU grace periods, and the next memslot
-// change then waits for them (6-7 ms of a ~9 ms start-up on a PVM host; 0.07 ms when it comes first).
-//
-// KVM keeps the local APICs; the I/O APIC is Kite's (devices/legacy/ioapic.h), and each of its unmasked
-// pins is an MSI route, which KVM injects from an irqfd at once, in the signalling thread. An in-kernel
-// I/O APIC route goes through a kworker instead (irqfd_wakeup only injects MSIs inline), one more thread
-// wake-up per interrupt of every device. There is no PIC or PIT: on a hardware-reduced ACPI machine Linux
-// uses neither.
+// The x86 interrupt controllers (vmm/arch/x86_64/irqchip.h), after the RAM memslots.
 Result<void> VmBuilder::create_irqchip() {
-    const VmFd* fd = &vm_->vm_fd();
-    if (auto r = fd->create_split_irqchip(Ioapic::kPins); !r) return r;
-    gsi_routing_ = vm_->keep(std::make_shared<GsiRouting>(*fd));
-    auto ioapic = std::make_shared<Ioapic>(
-        [routing = gsi_routing_](const Ioapic::Routes& routes) { routing->set_ioapic_routes(routes); });
-    if (auto r = vm_->mmio().insert(ioapic, kIoapicBase, Ioapic::kWindowSize); !r) return r;
+    auto chip = kite::create_irqchip(vm_->vm_fd(), vm_->mmio());
+    if (!chip) return std::unexpected(chip.error());
+    gsi_routing_ = vm_->keep(chip->routing);
+    auto ioapic = chip->ioapic;
     vm_->add_device_state({"ioapic", [ioapic] { return ioapic->save_state(); },
                            [ioapic](std::span<const uint8_t> b) { return ioapic->restore_state(b); }});
     vm_->add_diagnostic([ioapic] { return ioapic->describe(); });
@@ -108,12 +96,12 @@ Result<void> VmBuilder::create_irqchip() {
 
 Result<void> VmBuilder::setup_memory() {
     auto layout = x86_layout(config_.memory.size);
-    if (!layout) return std::unexpected(with_context(layout.error(), "memory"));
+    if (!layout) return std::unexpected(with_context("memory", layout.error()));
     layout_ = std::move(*layout);
     GuestRam& ram = vm_->ram();
     for (const auto& [gpa, size] : layout_->ram) {
         auto block = ram.add_block(size, to_ram_mode(config_.memory.hugepages));
-        if (!block) return std::unexpected(with_context(block.error(), "memory"));
+        if (!block) return std::unexpected(with_context("memory", block.error()));
         if (auto r = ram.map_block(*block, gpa); !r) return r;
     }
     uint32_t slot = 0;
@@ -202,7 +190,7 @@ Result<void> VmBuilder::write_acpi_tables() {
     if (pci_root_) acpi.pci = AcpiConfig::PciHostBridge{pci_root_->mmio_base(), pci_root_->mmio_size()};
     acpi.base = GuestAddress(kAcpiTablesBase);
     auto tables = build_acpi_tables(acpi);
-    if (!tables) return std::unexpected(with_context(tables.error(), "ACPI tables"));
+    if (!tables) return std::unexpected(with_context("ACPI tables", tables.error()));
     for (const auto& [addr, bytes] : tables->blobs) {
         if (addr.value() < kAcpiTablesBase || addr.value() + bytes.size() > kAcpiTablesBase + kAcpiTablesMax)
             return fail("ACPI tables do not fit in the BIOS area below 1 MiB");
@@ -256,7 +244,7 @@ Result<void> VmBuilder::create_vcpus() {
         auto vcpu = vm->vm_fd().create_vcpu(i);
         if (!vcpu) return std::unexpected(vcpu.error());
         if (auto r = setup_vcpu_common(*vcpu, vcpu_cpuid(*supported, i, topology)); !r)
-            return std::unexpected(with_context(r.error(), "vCPU " + std::to_string(i)));
+            return std::unexpected(with_context("vCPU " + std::to_string(i), r.error()));
         if (i == 0 && boot_state_)
             if (auto r = setup_boot_vcpu(*vcpu, *boot_state_); !r) return r;
         vcpus->add(std::move(*vcpu));

@@ -6,7 +6,7 @@
 //
 // Linux powers off by writing SLP_TYP = the first value of the DSDT's \_S5_ package, with SLP_EN, to
 // the sleep control register; it reboots by writing the FADT's RESET_VALUE to RESET_REG. The ACPI
-// tables (vmm/acpi) take every number below from this header, so device and tables cannot disagree.
+// tables (vmm/arch/x86_64/acpi) take every number below from this header, so device and tables cannot disagree.
 // The reset register lives next to the sleep registers rather than at the PC's 0xcf9 so that it can
 // never collide with a PCI configuration mechanism at 0xcf8-0xcff.
 #pragma once

@@ -7,23 +7,11 @@
 
 #include <cstring>
 
+#include "vmm/kvm/run_signals.h"
+
 namespace kite {
 
 namespace {
-
-// The signal that kicks a vCPU thread out of KVM_RUN. Its handler does nothing: the point is EINTR.
-int kick_signal() { return SIGRTMIN + 1; }
-
-void install_kick_handler() {
-    static std::once_flag once;
-    std::call_once(once, [] {
-        struct sigaction sa {};
-        sa.sa_handler = [](int) {};
-        sigemptyset(&sa.sa_mask);
-        sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return EINTR
-        sigaction(kick_signal(), &sa, nullptr);
-    });
-}
 
 // Why the guest's run ended, with where the vCPU was: enough to find the faulting code in the guest.
 std::string crash_report(unsigned index, const VcpuFd& fd, const std::string& what) {
@@ -69,7 +57,7 @@ Overloaded(Ts...) -> Overloaded<Ts...>;
 }  // namespace
 
 VcpuSet::VcpuSet(Bus& pio, Bus& mmio, VcpuHooks hooks) : pio_(pio), mmio_(mmio), hooks_(std::move(hooks)) {
-    install_kick_handler();
+    install_run_interrupt_handler(vcpu_kick_signal());
 }
 
 VcpuSet::~VcpuSet() { stop(); }
@@ -111,7 +99,7 @@ void VcpuSet::kick_all() {
     for (auto& v : vcpus_) {
         // immediate_exit covers a vCPU that is between the attention check and the KVM_RUN ioctl.
         __atomic_store_n(&v->fd.run_struct()->immediate_exit, 1, __ATOMIC_SEQ_CST);
-        if (v->thread.joinable()) pthread_kill(v->thread.native_handle(), kick_signal());
+        if (v->thread.joinable()) pthread_kill(v->thread.native_handle(), vcpu_kick_signal());
     }
 }
 
@@ -157,7 +145,7 @@ void VcpuSet::run_loop(unsigned index) {
     // Host signals (SIGINT, SIGTERM, SIGCHLD) belong to the VMM thread; only the kick reaches vCPUs.
     sigset_t set;
     sigfillset(&set);
-    sigdelset(&set, kick_signal());
+    sigdelset(&set, vcpu_kick_signal());
     pthread_sigmask(SIG_SETMASK, &set, nullptr);
 
     const VcpuFd& fd = vcpus_[index]->fd;

@@ -3,31 +3,14 @@
 #include <pthread.h>
 #include <unistd.h>
 
-#include <mutex>
 #include <utility>
+
+#include "vmm/kvm/run_signals.h"
 
 namespace kite {
 
-namespace {
-
-// Distinct from the vCPU kick signal (SIGRTMIN + 1 in vcpu.cpp) so the two never interfere.
-int watchdog_signal() { return SIGRTMIN + 2; }
-
-void install_handler() {
-    static std::once_flag once;
-    std::call_once(once, [] {
-        struct sigaction sa {};
-        sa.sa_handler = [](int) {};
-        sigemptyset(&sa.sa_mask);
-        sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return EINTR
-        sigaction(watchdog_signal(), &sa, nullptr);
-    });
-}
-
-}  // namespace
-
 Result<Watchdog> Watchdog::arm(std::chrono::milliseconds timeout) {
-    install_handler();
+    install_run_interrupt_handler(watchdog_signal());
     sigevent ev{};
     ev.sigev_notify = SIGEV_THREAD_ID;
     ev.sigev_signo = watchdog_signal();
