@@ -1,6 +1,7 @@
 #include "memory/shm_window.h"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -103,6 +104,14 @@ Result<void> ShmWindow::map(uint64_t shm_offset, int fd, uint64_t fd_offset, uin
     uint64_t fd_end;
     if (__builtin_add_overflow(fd_offset, len, &fd_end) || fd_end > static_cast<uint64_t>(INT64_MAX))
         return fail(request + " refused: fd offset " + hex_text(fd_offset) + " + length overflows");
+    // Pages past the end of a file SIGBUS whoever touches them: Kite itself when it reads the window.
+    // Where the size is knowable (regular files, memfds) such a request is refused here. (A back-end
+    // can still shrink its own file later; that is between it and the pages it maps.)
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return std::unexpected(errno_error(request + " refused: fstat of the fd"));
+    if (S_ISREG(st.st_mode) && fd_end > static_cast<uint64_t>(st.st_size))
+        return fail(request + " refused: fd range " + range_text(fd_offset, len) + " (" + format_size(len) +
+                    ") runs past the end of the " + format_size(static_cast<uint64_t>(st.st_size)) + " file");
 
     // The only mappings that can overlap are the last one starting below the end of the new range and,
     // since mappings do not overlap each other, nothing earlier than it.

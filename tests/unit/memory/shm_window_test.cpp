@@ -391,3 +391,19 @@ TEST_CASE("a moved window keeps its mappings and the moved-from window refuses r
     CHECK(window->map(0, fd.get(), 0, 4 * KiB, true).error().message ==
           "shared-memory map [0, +0x1000) refused: the window has been moved away");
 }
+
+TEST_CASE("a map past the end of a memfd is refused, naming both sizes, and changes nothing") {
+    auto window = ShmWindow::reserve(64 * KiB);
+    REQUIRE(window.has_value());
+    auto fd = make_memfd(4 * KiB);
+
+    auto whole = map_error(*window, 0, fd.get(), 0, 16 * KiB);
+    auto shifted = map_error(*window, 0, fd.get(), 4 * KiB, 4 * KiB);
+
+    CHECK(whole.find("past the end") != std::string::npos);
+    CHECK(whole.find("16 KiB") != std::string::npos);
+    CHECK(whole.find("4 KiB file") != std::string::npos);
+    CHECK(shifted.find("past the end") != std::string::npos);
+    CHECK(window->mappings().empty());
+    CHECK(test::mapping_perms(window->host_base()) == "---p");
+}
