@@ -128,11 +128,17 @@ Result<void> ShmWindow::map(uint64_t shm_offset, int fd, uint64_t fd_offset, uin
 
     std::byte* at = host_base() + shm_offset;
     int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+    // Mapped where the kernel likes first, then moved over the range: a failed MAP_FIXED could leave a
+    // hole in the reservation (until it is filled again) where another thread's mmap may land, and a
+    // mmap that fails here leaves the window exactly as it was. mremap replaces the range atomically.
+    void* placed = ::mmap(nullptr, len, prot, MAP_SHARED, fd, static_cast<off_t>(fd_offset));
+    if (placed == MAP_FAILED) return std::unexpected(errno_error(request + " failed: mmap of fd offset " + hex_text(fd_offset)));
     notify(Mapping{shm_offset, len, at, writable}, Change::kMapping);
-    if (::mmap(at, len, prot, MAP_SHARED | MAP_FIXED, fd, static_cast<off_t>(fd_offset)) == MAP_FAILED) {
-        Error error = errno_error(request + " failed: mmap of fd offset " + hex_text(fd_offset));
-        // A failed MAP_FIXED may already have removed what was underneath; fill the range again so no
-        // unrelated mapping can land in the window and a guest view kept over it still finds memory.
+    if (::mremap(placed, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, at) == MAP_FAILED) {
+        Error error = errno_error(request + " failed: cannot move the mapping into the window");
+        ::munmap(placed, len);
+        // mremap may have removed what was underneath before failing (out of memory for the map): fill
+        // the range again so nothing else lands in the window and a guest view kept over it finds memory.
         zero_fixed(at, len);
         used_ = true;
         return std::unexpected(std::move(error));
