@@ -1,6 +1,7 @@
 #include "memory/ram_block.h"
 
 #include <linux/memfd.h>  // MFD_HUGE_2MB (glibc only has MFD_HUGETLB)
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -31,7 +32,8 @@ Result<RamBlock> RamBlock::create(uint64_t size, RamOffset offset, HugePages mod
     if (size > static_cast<uint64_t>(INT64_MAX) || !offset.checked_add(size))
         return fail(label + " size " + format_size(size) + " is too large");
 
-    unsigned flags = MFD_CLOEXEC;
+    // Sealable, so the size can be fixed before the fd reaches a vhost-user back-end (below).
+    unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
     if (hugetlb) flags |= MFD_HUGETLB | MFD_HUGE_2MB;
     std::string memfd_name(name.substr(0, kMaxMemfdName));
     UniqueFd fd(::memfd_create(memfd_name.c_str(), flags));
@@ -41,6 +43,12 @@ Result<RamBlock> RamBlock::create(uint64_t size, RamOffset offset, HugePages mod
     }
     if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0)
         return std::unexpected(errno_error("cannot size " + label + " to " + format_size(size)));
+    // Every vhost-user back-end gets this fd. One that shrank the file would make Kite's own accesses to
+    // the block SIGBUS; with the size sealed (and the seals themselves), ftruncate fails with EPERM.
+    // hugetlbfs memfds take these seals too (Linux 4.16 and later); a kernel that refuses is an error,
+    // not an unsealed block.
+    if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
+        return std::unexpected(errno_error("cannot seal the size of " + label));
 
     // hugetlbfs pages are reserved at mmap time unless MAP_NORESERVE is given; we want that
     // reservation, so a shortage is this clear error now instead of a SIGBUS when the guest first

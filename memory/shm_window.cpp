@@ -1,6 +1,7 @@
 #include "memory/shm_window.h"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -103,6 +104,14 @@ Result<void> ShmWindow::map(uint64_t shm_offset, int fd, uint64_t fd_offset, uin
     uint64_t fd_end;
     if (__builtin_add_overflow(fd_offset, len, &fd_end) || fd_end > static_cast<uint64_t>(INT64_MAX))
         return fail(request + " refused: fd offset " + hex_text(fd_offset) + " + length overflows");
+    // Pages past the end of a file SIGBUS whoever touches them: Kite itself when it reads the window.
+    // Where the size is knowable (regular files, memfds) such a request is refused here. (A back-end
+    // can still shrink its own file later; that is between it and the pages it maps.)
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return std::unexpected(errno_error(request + " refused: fstat of the fd"));
+    if (S_ISREG(st.st_mode) && fd_end > static_cast<uint64_t>(st.st_size))
+        return fail(request + " refused: fd range " + range_text(fd_offset, len) + " (" + format_size(len) +
+                    ") runs past the end of the " + format_size(static_cast<uint64_t>(st.st_size)) + " file");
 
     // The only mappings that can overlap are the last one starting below the end of the new range and,
     // since mappings do not overlap each other, nothing earlier than it.
@@ -119,11 +128,17 @@ Result<void> ShmWindow::map(uint64_t shm_offset, int fd, uint64_t fd_offset, uin
 
     std::byte* at = host_base() + shm_offset;
     int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+    // Mapped where the kernel likes first, then moved over the range: a failed MAP_FIXED could leave a
+    // hole in the reservation (until it is filled again) where another thread's mmap may land, and a
+    // mmap that fails here leaves the window exactly as it was. mremap replaces the range atomically.
+    void* placed = ::mmap(nullptr, len, prot, MAP_SHARED, fd, static_cast<off_t>(fd_offset));
+    if (placed == MAP_FAILED) return std::unexpected(errno_error(request + " failed: mmap of fd offset " + hex_text(fd_offset)));
     notify(Mapping{shm_offset, len, at, writable}, Change::kMapping);
-    if (::mmap(at, len, prot, MAP_SHARED | MAP_FIXED, fd, static_cast<off_t>(fd_offset)) == MAP_FAILED) {
-        Error error = errno_error(request + " failed: mmap of fd offset " + hex_text(fd_offset));
-        // A failed MAP_FIXED may already have removed what was underneath; fill the range again so no
-        // unrelated mapping can land in the window and a guest view kept over it still finds memory.
+    if (::mremap(placed, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, at) == MAP_FAILED) {
+        Error error = errno_error(request + " failed: cannot move the mapping into the window");
+        ::munmap(placed, len);
+        // mremap may have removed what was underneath before failing (out of memory for the map): fill
+        // the range again so nothing else lands in the window and a guest view kept over it finds memory.
         zero_fixed(at, len);
         used_ = true;
         return std::unexpected(std::move(error));

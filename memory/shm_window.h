@@ -60,7 +60,8 @@ public:
     // MAP_SHARED, read-only unless writable. fd is borrowed: the mapping keeps the file alive, the caller
     // still closes fd. Refused: fd < 0, len 0, any of shm_offset/fd_offset/len not page aligned,
     // shm_offset + len or fd_offset + len overflowing, the range beyond the window, overlap with an
-    // existing mapping, too many mappings, or mmap failing (the range then holds zero-filled memory).
+    // existing mapping, too many mappings, a range past the end of a regular file, or mmap failing (the
+    // range then holds what it held before: the file is mapped elsewhere first, then moved in atomically).
     Result<void> map(uint64_t shm_offset, int fd, uint64_t fd_offset, uint64_t len, bool writable);
     // Removes the mapping that is exactly [shm_offset, shm_offset + len); the range then holds private
     // zero-filled memory.

@@ -11,10 +11,16 @@
 // refused request, a failed system call, a host that lacks a feature). A malformed request never affects the VM.
 #pragma once
 
+#include <sys/types.h>
+
 #include <asio.hpp>
+#include <chrono>
+#include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 
 #include "base/error.h"
 
@@ -54,10 +60,20 @@ struct ControlHandlers {
     uint64_t memory = 0;
 };
 
+// What one local user may hold of the server: a client that opens connections and sends nothing must
+// neither exhaust Kite's file descriptors nor keep others out for ever.
+struct ControlLimits {
+    size_t max_clients = 16;  // connections beyond these get an error line and are closed
+    std::chrono::milliseconds idle_timeout = std::chrono::seconds(60);  // waiting for a request, or for
+                                                                         // a reply to be taken
+};
+
 class ControlServer : public std::enable_shared_from_this<ControlServer> {
 public:
+    // Listens on `path`, a socket only its owner can use (mode 0600). A stale socket there is replaced;
+    // anything else at `path` is refused, never removed.
     static Result<std::shared_ptr<ControlServer>> listen(asio::io_context& io, const std::string& path,
-                                                         ControlHandlers handlers);
+                                                         ControlHandlers handlers, ControlLimits limits = {});
     ~ControlServer();
     // Pure: turns one request line into one response line. Public for unit tests and the fuzz target.
     std::string handle_line(const std::string& line);
@@ -66,13 +82,24 @@ public:
     void after_reply(std::function<void()> fn) { after_reply_ = std::move(fn); }
 
 private:
-    ControlServer(asio::io_context& io, std::string path, ControlHandlers handlers);
+    struct Client;
+
+    ControlServer(asio::io_context& io, std::string path, ControlHandlers handlers, ControlLimits limits);
+    Result<void> bind_owner_only();
     void accept();
-    void serve(std::shared_ptr<asio::local::stream_protocol::socket> socket);
+    void accept_failed(std::error_code ec);
+    void admit(asio::local::stream_protocol::socket socket);
+    void serve(std::shared_ptr<Client> client);
+    void watch_idle(const std::shared_ptr<Client>& client);
 
     asio::local::stream_protocol::acceptor acceptor_;
+    asio::steady_timer accept_retry_;
     std::string path_;
     ControlHandlers handlers_;
+    ControlLimits limits_;
+    size_t clients_ = 0;
+    // The socket file this server made (device, inode): only that is removed when it goes.
+    std::optional<std::pair<dev_t, ino_t>> bound_;
     std::function<void()> after_reply_;
 };
 

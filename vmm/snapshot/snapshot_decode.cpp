@@ -1,11 +1,16 @@
 // Decoding side of the snapshot format (snapshot.h). The input is hostile: every length is checked
 // against the bytes that remain before anything is allocated, and every field is validated.
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <new>
 #include <set>
+#include <stdexcept>
 #include <string>
 
+#include "base/size.h"
 #include "vmm/snapshot/byte_io.h"
 #include "vmm/snapshot/crc32c.h"
 #include "vmm/snapshot/snapshot.h"
@@ -17,6 +22,25 @@ namespace {
 
 constexpr uint64_t kPage = kMirrorPageSize;
 constexpr uint64_t kUnmapped = ~0ull;
+// Sections other than memory hold a vCPU's registers (xsave at most 1 MiB, 4096 MSRs) or a device's
+// state: nothing near this. A longer one is refused before a byte of it is allocated or read, whatever
+// length a (sparse) file claims.
+constexpr uint64_t kMaxStateSectionSize = 16ull << 20;
+
+// The most the decoder allocates for one piece of a file: the host's physical memory. A hostile sparse
+// file can claim any length; asking for more would throw (or abort under a sanitizer), not be refused.
+uint64_t host_memory() {
+    static const uint64_t bytes = static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) *
+                                  static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    return bytes;
+}
+
+Result<void> fits_in_memory(uint64_t n, const std::string& what) {
+    if (n > host_memory())
+        return fail(what + ": " + format_size(n) + " to hold in memory, more than this host has (" +
+                    format_size(host_memory()) + ")");
+    return {};
+}
 
 const char* section_name(uint32_t type) {
     switch (static_cast<SectionType>(type)) {
@@ -158,11 +182,13 @@ Result<MemoryBlockState> parse_memory(SectionParser& p, uint64_t at) {
     auto head = parse_memory_head(p, at, count);
     if (!head) return head;
     MemoryBlockState& m = *head;
+    // Compared by division: count is the file's, and count * record size can wrap to a small number.
     if (m.encoding == PageEncoding::Plain) {
+        if (count > p.r().remaining() / kPage) return p.overflow();
         KITE_GET(pages, p.r().bytes(count * kPage));
         m.pages.assign(pages.begin(), pages.end());
     } else {
-        if (count * sizeof(SealedRecord) > p.r().remaining()) return p.overflow();
+        if (count > p.r().remaining() / sizeof(SealedRecord)) return p.overflow();
         m.records.resize(count);
         for (uint64_t i = 0; i < count; ++i) {
             KITE_GET(rec, p.r().pod<SealedRecord>());
@@ -175,10 +201,13 @@ Result<MemoryBlockState> parse_memory(SectionParser& p, uint64_t at) {
     return head;
 }
 
-// The next n bytes of `in`: lent, or read into `buffer`. n is at most in.remaining() (checked by the
-// caller), so a hostile length never allocates more than the file holds.
-Result<std::span<const uint8_t>> take(SnapshotSource& in, uint64_t n, std::vector<uint8_t>& buffer) {
+// The next n bytes of `in` (`what` names them in errors): lent, or read into `buffer`. n is at most
+// in.remaining() (checked by the caller), so a hostile length never allocates more than the file holds,
+// nor more than the host's memory.
+Result<std::span<const uint8_t>> take(SnapshotSource& in, uint64_t n, std::vector<uint8_t>& buffer,
+                                      const std::string& what) {
     if (auto lent = in.lend(n)) return *lent;
+    if (auto ok = fits_in_memory(n, what); !ok) return std::unexpected(ok.error());
     buffer.resize(n);
     if (auto r = in.read(buffer); !r) return std::unexpected(r.error());
     return std::span<const uint8_t>(buffer);
@@ -188,7 +217,7 @@ Result<std::span<const uint8_t>> take(SnapshotSource& in, uint64_t n, std::vecto
 Result<uint32_t> crc_of_rest(SnapshotSource& in, uint64_t left, uint32_t crc) {
     std::vector<uint8_t> chunk;
     while (left > 0) {
-        auto part = take(in, std::min<uint64_t>(left, 1 << 20), chunk);
+        auto part = take(in, std::min<uint64_t>(left, 1 << 20), chunk, "checksum");
         if (!part) return std::unexpected(part.error());
         crc = crc32c(*part, crc);
         left -= part->size();
@@ -211,19 +240,22 @@ Result<MemoryBlockState> read_memory(SnapshotSource& in, uint64_t length, uint64
         r.bytes(24);
         uint32_t encoding = *r.u32(), pad = *r.u32();
         count = *r.u64();
-        meta_size = kMemoryHeadSize + count * 8 + pad;
+        // count is the file's: bounded by division before anything is multiplied by it.
         fast = encoding == static_cast<uint32_t>(PageEncoding::Plain) && count <= length / (8 + kPage) &&
-               pad < kPage && length == meta_size + count * kPage;
+               pad < kPage;
+        meta_size = fast ? kMemoryHeadSize + count * 8 + pad : 0;
+        fast = fast && length == meta_size + count * kPage;
     }
     if (!fast) {
         std::vector<uint8_t> rest;
-        auto more = take(in, length - meta.size(), rest);
+        auto more = take(in, length - meta.size(), rest, what);
         if (!more) return std::unexpected(more.error());
         meta.insert(meta.end(), more->begin(), more->end());
         if (payload_crc != crc32c(meta)) return fail(what + ": checksum mismatch");
         SectionParser p(meta, what);
         return parse_memory(p, at);
     }
+    if (auto ok = fits_in_memory(meta_size, what); !ok) return std::unexpected(ok.error());
     meta.resize(meta_size);
     if (auto r = in.read(std::span(meta).subspan(kMemoryHeadSize)); !r) return std::unexpected(r.error());
     uint32_t crc = crc32c(meta);
@@ -260,6 +292,7 @@ Result<MemoryBlockState> read_memory(SnapshotSource& in, uint64_t length, uint64
         m.packed = *lent;
         crc = crc32c(m.packed, crc);
     } else {
+        if (auto ok = fits_in_memory(count * kPage, what); !ok) return std::unexpected(ok.error());
         m.pages.resize(count * kPage);
         if (auto r = in.read(m.pages); !r) return std::unexpected(r.error());
         crc = crc32c(m.pages, crc);
@@ -302,9 +335,7 @@ private:
     std::span<const uint8_t> bytes_;
 };
 
-}  // namespace
-
-Result<SnapshotData> decode_from(SnapshotSource& in, const MemoryTarget& target, bool copy_pages) {
+Result<SnapshotData> decode_checked(SnapshotSource& in, const MemoryTarget& target, bool copy_pages) {
     if (in.size() < kSnapshotHeaderSize) return fail("snapshot truncated: shorter than its header");
     std::array<uint8_t, kSnapshotHeaderSize> file_header;
     if (auto r = in.read(file_header); !r) return std::unexpected(r.error());
@@ -348,7 +379,10 @@ Result<SnapshotData> decode_from(SnapshotSource& in, const MemoryTarget& target,
             ++count;
             continue;
         }
-        auto payload = take(in, length, buffer);
+        if (length > kMaxStateSectionSize)
+            return fail(what + ": " + format_size(length) + ", more than any " + section_name(type) +
+                        " section holds (at most " + format_size(kMaxStateSectionSize) + ")");
+        auto payload = take(in, length, buffer, what);
         if (!payload) return std::unexpected(payload.error());
         if (payload_crc != crc32c(*payload)) return fail(what + ": checksum mismatch");
         SectionParser p(*payload, what);
@@ -386,6 +420,21 @@ Result<SnapshotData> decode_from(SnapshotSource& in, const MemoryTarget& target,
         default: return p.bad("unknown section type " + std::to_string(type));
         }
         ++count;
+    }
+}
+
+}  // namespace
+
+Result<SnapshotData> decode_from(SnapshotSource& in, const MemoryTarget& target, bool copy_pages) {
+    // Every length is checked before it is allocated, but memory can still run out below the host's
+    // total: a bad (or too large) file is refused, never an exception that ends Kite.
+    try {
+        return decode_checked(in, target, copy_pages);
+    } catch (const std::bad_alloc&) {
+        return fail("not enough memory to read the snapshot (at byte " + std::to_string(in.position()) + ")");
+    } catch (const std::length_error&) {
+        return fail("a length in the snapshot is beyond what this host can hold (at byte " +
+                    std::to_string(in.position()) + ")");
     }
 }
 

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <string>
 #include <vector>
 
 #include "base/fd.h"
@@ -115,15 +116,30 @@ private:
     int direct_;
 };
 
+// Creates `tmp` afresh, mode 0600: never through a symlink someone planted there (it would receive guest
+// memory) nor into a file that exists. What is at `tmp` already (a crashed run's leftover, or a planted
+// link) is removed, not followed; if something reappears at once, that is an error, not a retry loop.
+Result<UniqueFd> create_private(const std::string& tmp) {
+    for (int attempt = 0;; ++attempt) {
+        UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+        if (fd) return fd;
+        if (errno != EEXIST || attempt == 1 || ::unlink(tmp.c_str()) != 0)
+            return std::unexpected(errno_error("cannot create " + tmp));
+    }
+}
+
 }  // namespace
 
 Result<void> write_file_atomically(const std::string& path, std::span<const std::span<const uint8_t>> pieces,
                                    std::string_view what) {
     std::string tmp = path + ".tmp";
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    if (!fd) return std::unexpected(errno_error("cannot create " + tmp));
-    // The same file again for direct I/O; where the file system has none, everything goes through fd.
-    UniqueFd direct(::open(tmp.c_str(), O_WRONLY | O_CLOEXEC | O_DIRECT));
+    auto created = create_private(tmp);
+    if (!created) return std::unexpected(created.error());
+    UniqueFd fd = std::move(*created);
+    // The same file again for direct I/O, reopened through our descriptor (the name could point elsewhere
+    // by now); where the file system or /proc has none, everything goes through fd.
+    const std::string self = "/proc/self/fd/" + std::to_string(fd.get());
+    UniqueFd direct(::open(self.c_str(), O_WRONLY | O_CLOEXEC | O_DIRECT));
     if (auto ok = write_all(fd.get(), direct ? direct.get() : -1, pieces); !ok) {
         Error e{"cannot write " + tmp + ": " + ok.error().message, ok.error().code};
         ::unlink(tmp.c_str());

@@ -1,5 +1,8 @@
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <cstring>
 #include <string>
@@ -104,4 +107,26 @@ TEST_CASE("moving a RAM block transfers the fd and mapping") {
     CHECK(moved.host() == host);
     CHECK(block->fd() == -1);
     CHECK(block->host() == nullptr);
+}
+
+TEST_CASE("a back-end cannot shrink or grow a RAM block's memfd, so the block still reads") {
+    auto block = RamBlock::create(64 * 1024, RamOffset(0), HugePages::None, "sealed");
+    REQUIRE(block.has_value());
+    block->host()[64 * 1024 - 1] = std::byte{7};
+    int backend_fd = ::dup(block->fd());  // what SCM_RIGHTS hands a vhost-user back-end
+
+    int shrink = ::ftruncate(backend_fd, 0);
+    int shrink_errno = errno;
+    int grow = ::ftruncate(backend_fd, 128 * 1024);
+    int grow_errno = errno;
+    int unseal = ::fcntl(backend_fd, F_ADD_SEALS, F_SEAL_WRITE);
+    ::close(backend_fd);
+
+    CHECK(shrink == -1);
+    CHECK(shrink_errno == EPERM);
+    CHECK(grow == -1);
+    CHECK(grow_errno == EPERM);
+    CHECK(unseal == -1);  // F_SEAL_SEAL: no seal can be added or removed any more
+    CHECK(::fcntl(block->fd(), F_GET_SEALS) == (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL));
+    CHECK(block->host()[64 * 1024 - 1] == std::byte{7});
 }

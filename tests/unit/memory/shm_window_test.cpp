@@ -228,7 +228,7 @@ TEST_CASE("map refuses a mapping beyond the window's mapping limit") {
     CHECK(window->map(16 * KiB, fd.get(), 0, 4 * KiB, true).has_value());
 }
 
-TEST_CASE("a failed mmap leaves zero-filled memory in the range, and no mapping") {
+TEST_CASE("a failed mmap leaves the range as it was (reserved, never a hole or fresh memory), and no mapping") {
     auto window = ShmWindow::reserve(MiB);
     REQUIRE(window.has_value());
     int pipe_fds[2];
@@ -237,9 +237,8 @@ TEST_CASE("a failed mmap leaves zero-filled memory in the range, and no mapping"
     auto result = window->map(0, read_end.get(), 0, 8 * KiB, false);
     REQUIRE_FALSE(result.has_value());
     CHECK(result.error().message.starts_with("shared-memory map [0, +0x2000) failed: mmap of fd offset 0: "));
-    CHECK(test::mapping_perms(window->host_base()) == "rw-p");
-    CHECK(test::mapping_perms(window->host_base() + 4 * KiB) == "rw-p");
-    CHECK(test::mapping_perms(window->host_base() + 8 * KiB) == "---p");
+    CHECK(test::mapping_perms(window->host_base()) == "---p");
+    CHECK(test::mapping_perms(window->host_base() + 4 * KiB) == "---p");
     CHECK(window->mappings().empty());
 }
 
@@ -253,7 +252,7 @@ TEST_CASE("a writable mapping of a read-only fd is refused by mmap") {
     auto result = window->map(0, read_only.get(), 0, 4 * KiB, true);
     REQUIRE_FALSE(result.has_value());
     CHECK(result.error().code == EACCES);
-    CHECK(test::mapping_perms(window->host_base()) == "rw-p");  // zero-filled, like any failed map
+    CHECK(test::mapping_perms(window->host_base()) == "---p");  // still reserved, like after any failed map
     CHECK(window->map(0, read_only.get(), 0, 4 * KiB, false).has_value());
 }
 
@@ -390,4 +389,20 @@ TEST_CASE("a moved window keeps its mappings and the moved-from window refuses r
     CHECK(window->size() == 0u);
     CHECK(window->map(0, fd.get(), 0, 4 * KiB, true).error().message ==
           "shared-memory map [0, +0x1000) refused: the window has been moved away");
+}
+
+TEST_CASE("a map past the end of a memfd is refused, naming both sizes, and changes nothing") {
+    auto window = ShmWindow::reserve(64 * KiB);
+    REQUIRE(window.has_value());
+    auto fd = make_memfd(4 * KiB);
+
+    auto whole = map_error(*window, 0, fd.get(), 0, 16 * KiB);
+    auto shifted = map_error(*window, 0, fd.get(), 4 * KiB, 4 * KiB);
+
+    CHECK(whole.find("past the end") != std::string::npos);
+    CHECK(whole.find("16 KiB") != std::string::npos);
+    CHECK(whole.find("4 KiB file") != std::string::npos);
+    CHECK(shifted.find("past the end") != std::string::npos);
+    CHECK(window->mappings().empty());
+    CHECK(test::mapping_perms(window->host_base()) == "---p");
 }

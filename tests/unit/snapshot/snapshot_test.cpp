@@ -16,8 +16,11 @@
 #include "vmm/snapshot/byte_io.h"
 #include "vmm/snapshot/crc32c.h"
 #include "vmm/snapshot/snapshot.h"
+#include "crafted_file.h"
 
 using namespace kite;
+using kite::test::make_file;
+using kite::test::make_section;
 
 namespace {
 
@@ -81,32 +84,6 @@ std::vector<size_t> section_boundaries(const std::vector<uint8_t>& bytes) {
     }
     out.push_back(bytes.size());
     return out;
-}
-
-// A section with correct checksums around an arbitrary payload.
-std::vector<uint8_t> make_section(SectionType type, const std::vector<uint8_t>& payload) {
-    ByteWriter h;
-    h.u32(static_cast<uint32_t>(type));
-    h.u32(0);
-    h.u64(payload.size());
-    h.u32(crc32c(payload));
-    h.u32(crc32c(h.data()));
-    auto out = h.data();
-    out.insert(out.end(), payload.begin(), payload.end());
-    return out;
-}
-
-// Header + the given sections + a correct trailer.
-std::vector<uint8_t> make_file(const std::vector<std::vector<uint8_t>>& sections) {
-    auto bytes = encoded(SnapshotData{});
-    bytes.resize(kSnapshotHeaderSize);
-    for (const auto& s : sections) bytes.insert(bytes.end(), s.begin(), s.end());
-    ByteWriter end;
-    end.u64(sections.size());
-    end.u64(bytes.size() + kSectionHeaderSize + 16);
-    auto trailer = make_section(SectionType::End, end.data());
-    bytes.insert(bytes.end(), trailer.begin(), trailer.end());
-    return bytes;
 }
 
 std::string error_of(const std::vector<uint8_t>& bytes) {

@@ -50,29 +50,40 @@ Result<std::optional<uint64_t>> find_pvh_note(std::span<const std::byte> notes) 
     return std::optional<uint64_t>();
 }
 
-}  // namespace
+// The two ELF classes a PVH kernel comes in: the PVH entry is 32-bit either way, so an i386 vmlinux
+// (ELF32) boots like an x86_64 one. Only the header and program header layouts differ; notes are alike.
+struct Elf64Class {
+    using Ehdr = Elf64_Ehdr;
+    using Phdr = Elf64_Phdr;
+    static constexpr uint16_t kMachine = EM_X86_64;
+    static constexpr const char* kMachineName = "x86_64";
+};
+struct Elf32Class {
+    using Ehdr = Elf32_Ehdr;
+    using Phdr = Elf32_Phdr;
+    static constexpr uint16_t kMachine = EM_386;
+    static constexpr const char* kMachineName = "i386";
+};
 
-bool has_elf_magic(std::span<const std::byte> image) {
-    return image.size() >= SELFMAG && std::memcmp(image.data(), ELFMAG, SELFMAG) == 0;
-}
-
-Result<PvhElf> parse_pvh_elf(std::span<const std::byte> image) {  // guest-controlled
-    auto ehdr = read_at<Elf64_Ehdr>(image, 0);
+template <class C>
+Result<PvhElf> parse_pvh_elf_as(std::span<const std::byte> image) {  // guest-controlled
+    using Phdr = typename C::Phdr;
+    auto ehdr = read_at<typename C::Ehdr>(image, 0);
     if (!ehdr) return fail("ELF: truncated: " + std::to_string(image.size()) + " bytes, no room for the ELF header");
-    if (std::memcmp(ehdr->e_ident, ELFMAG, SELFMAG) != 0) return fail("ELF: bad magic");
-    if (ehdr->e_ident[EI_CLASS] != ELFCLASS64) return fail("ELF: not a 64-bit ELF (EI_CLASS " + std::to_string(ehdr->e_ident[EI_CLASS]) + ")");
     if (ehdr->e_ident[EI_DATA] != ELFDATA2LSB) return fail("ELF: not little-endian");
-    if (ehdr->e_machine != EM_X86_64) return fail("ELF: machine " + std::to_string(ehdr->e_machine) + " is not x86_64");
-    if (ehdr->e_phentsize != sizeof(Elf64_Phdr)) return fail("ELF: e_phentsize " + std::to_string(ehdr->e_phentsize) + " is not 56");
+    if (ehdr->e_machine != C::kMachine)
+        return fail("ELF: machine " + std::to_string(ehdr->e_machine) + " is not " + C::kMachineName);
+    if (ehdr->e_phentsize != sizeof(Phdr))
+        return fail("ELF: e_phentsize " + std::to_string(ehdr->e_phentsize) + " is not " + std::to_string(sizeof(Phdr)));
     if (ehdr->e_phnum == 0 || ehdr->e_phnum > kMaxPhdrs) return fail("ELF: e_phnum " + std::to_string(ehdr->e_phnum) + " is out of range");
-    if (!inside_file(image, ehdr->e_phoff, uint64_t{ehdr->e_phnum} * sizeof(Elf64_Phdr))) {
+    if (!inside_file(image, ehdr->e_phoff, uint64_t{ehdr->e_phnum} * sizeof(Phdr))) {
         return fail("ELF: program headers at " + hex_text(ehdr->e_phoff) + " lie outside the file");
     }
 
     PvhElf out{image, {}, GuestAddress()};
     std::optional<uint64_t> entry;
     for (uint64_t i = 0; i < ehdr->e_phnum; ++i) {
-        auto ph = *read_at<Elf64_Phdr>(image, ehdr->e_phoff + i * sizeof(Elf64_Phdr));
+        auto ph = *read_at<Phdr>(image, ehdr->e_phoff + i * sizeof(Phdr));
         std::string which = "ELF: program header " + std::to_string(i);
         if (ph.p_type != PT_LOAD && ph.p_type != PT_NOTE) continue;
         if (!inside_file(image, ph.p_offset, ph.p_filesz)) {
@@ -112,6 +123,21 @@ Result<PvhElf> parse_pvh_elf(std::span<const std::byte> image) {  // guest-contr
     if (!entry_loaded) return fail("PVH ELF: entry " + hex_text(*entry) + " is not inside the file part of any PT_LOAD segment");
     out.entry = GuestAddress(*entry);
     return out;
+}
+
+}  // namespace
+
+bool has_elf_magic(std::span<const std::byte> image) {
+    return image.size() >= SELFMAG && std::memcmp(image.data(), ELFMAG, SELFMAG) == 0;
+}
+
+Result<PvhElf> parse_pvh_elf(std::span<const std::byte> image) {  // guest-controlled
+    if (image.size() < EI_NIDENT) return fail("ELF: truncated: " + std::to_string(image.size()) + " bytes, no room for the ELF header");
+    if (!has_elf_magic(image)) return fail("ELF: bad magic");
+    const auto elf_class = static_cast<uint8_t>(image[EI_CLASS]);
+    if (elf_class == ELFCLASS64) return parse_pvh_elf_as<Elf64Class>(image);
+    if (elf_class == ELFCLASS32) return parse_pvh_elf_as<Elf32Class>(image);
+    return fail("ELF: neither a 32- nor a 64-bit ELF (EI_CLASS " + std::to_string(elf_class) + ")");
 }
 
 Result<void> load_pvh_elf(GuestMemory& mem, const PvhElf& elf) {

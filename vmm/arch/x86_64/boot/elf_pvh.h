@@ -1,4 +1,4 @@
-// ELF64 vmlinux loading for the PVH boot ABI: PT_LOAD segments go to their physical addresses and the
+// ELF vmlinux loading for the PVH boot ABI (x86_64 ELF64, or i386 ELF32): PT_LOAD segments go to their physical addresses and the
 // 32-bit entry comes from the Xen ELF note XEN_ELFNOTE_PHYS32_ENTRY (type 18, name "Xen").
 #pragma once
 
@@ -33,7 +33,7 @@ struct PvhElf {
 // True if the image starts with the ELF magic.
 bool has_elf_magic(std::span<const std::byte> image);
 
-// Validates an ELF64 little-endian x86_64 image: program headers inside the file, PT_LOAD file ranges
+// Validates a little-endian ELF64 x86_64 or ELF32 i386 image: program headers inside the file, PT_LOAD file ranges
 // inside the file, p_filesz <= p_memsz, no segment wrapping, overlapping another or starting below 1 MiB
 // (the loader's own structures live there), and a well-formed PVH note. Never reads outside `image`.
 Result<PvhElf> parse_pvh_elf(std::span<const std::byte> image);  // image is guest-controlled
