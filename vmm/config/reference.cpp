@@ -10,11 +10,20 @@ namespace {
 
 constexpr std::string_view kIntro = "Config file (YAML). Relative paths are relative to the file's folder; a flag "
                                     "overrides its key.\n";
-constexpr std::string_view kShorthand =
-    "Shorthand: '- block: disk.img', '- net: tap0', '- rng', '- vhost-user-blk: /tmp/vub.sock' (the first key).\n";
-constexpr std::string_view kSizes =
-    "Sizes: bytes, or a number with K, M, G or T (powers of 1024; 4KiB works too): 4096, 64K, 512M, 1G.\n"
-    "Booleans: true|false|yes|no|on|off.\n";
+// Notes after the keys, one line each.
+constexpr std::string_view kNotes[] = {
+    "Shorthand: '- block: disk.img', '- net: tap0', '- rng', '- vhost-user-blk: /tmp/vub.sock' (the first key).",
+    "Sizes: bytes, or a number with K, M, G or T (powers of 1024; 4KiB works too): 4096, 64K, 512M, 1G.",
+    "Booleans: true|false|yes|no|on|off.",
+};
+
+void notes(std::string& out, std::string_view prefix) {
+    for (std::string_view note : kNotes) {
+        out += prefix;
+        out += note;
+        out += '\n';
+    }
+}
 constexpr size_t kMeaningColumn = 36;
 
 bool in_devices(KeyScope scope) { return scope != KeyScope::Top && scope != KeyScope::Memory; }
@@ -63,9 +72,7 @@ std::string render_text() {
     for (const ConfigKey& key : config_keys()) {
         if (key.scope == KeyScope::VhostUserAny) key_line(out, key, 8);
     }
-    out += "  ";
-    out += kShorthand;
-    out += kSizes;
+    notes(out, "");
     return out;
 }
 
@@ -117,8 +124,7 @@ std::string render_markdown() {
         if (key.scope == KeyScope::VhostUserAny) key_row(key);
     }
     out += "\n";
-    out += kShorthand;
-    out += kSizes;
+    notes(out, "- ");  // a Markdown list: plain lines would run together into one paragraph
     return out;
 }
 
