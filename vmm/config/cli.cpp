@@ -48,7 +48,7 @@ std::string flag_error(std::string_view flag, std::string_view key, std::string_
 }
 
 // "PATH,readonly,id=x": items are KEY=VALUE; a bare first item is the device's main key (path, tap,
-// output, socket), a bare later item is a boolean set to true (readonly).
+// output, socket), a bare later item is a switch set to true (readonly; is_switch in keys.h).
 Result<DeviceConfig> device_from_flag(const DeviceArg& arg) {
     auto device = make_device(arg.kind->name);
     if (!device) return device;
@@ -67,8 +67,8 @@ Result<DeviceConfig> device_from_flag(const DeviceArg& arg) {
             key = keys[0];
             value = item;
         } else if (equals == std::string_view::npos) {
-            bool known = std::find(keys.begin(), keys.end(), key) != keys.end();
-            if (known && key != "readonly") {
+            const ConfigKey* known = find_key(arg.kind->scope, key);
+            if (known && !is_switch(*known)) {
                 return fail(flag_error(arg.kind->flag, key, "expected " + std::string(key) + "=VALUE"));
             }
             value = "true";
@@ -96,8 +96,7 @@ Result<VmConfig> build_run_config(const std::string& config_path, const std::map
     }
     for (const ConfigKey& key : config_keys()) {
         if (key.flag.empty() || options.at(key.flag)->count() == 0) continue;
-        // A BOOL flag is a switch: given means true.
-        std::string value = key.syntax == "BOOL" ? "true" : scalars.at(key.flag);
+        std::string value = is_switch(key) ? "true" : scalars.at(key.flag);
         if (auto ok = set_vm_field(config, flag_key(key), value, {}); !ok) {
             return fail(flag_error(key.flag, "", ok.error().message));
         }
@@ -130,7 +129,7 @@ Result<CliCommand> parse_command(int argc, char** argv) {
     for (const ConfigKey& key : config_keys()) {
         if (key.flag.empty()) continue;
         std::string flag(key.flag);
-        if (key.syntax == "BOOL") options[key.flag] = run->add_flag(flag)->description(flag_help(key));
+        if (is_switch(key)) options[key.flag] = run->add_flag(flag)->description(flag_help(key));
         else options[key.flag] = run->add_option(flag, scalars[key.flag], flag_help(key))->type_name(std::string(key.syntax));
     }
     std::vector<DeviceArg> devices;

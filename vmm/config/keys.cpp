@@ -89,6 +89,14 @@ std::span<const std::string_view> key_names(KeyScope scope) {
     return names[static_cast<size_t>(scope)];
 }
 
+const ConfigKey* find_key(KeyScope scope, std::string_view key) {
+    for (const ConfigKey& row : kKeys) {
+        bool in_scope = row.scope == scope || (row.scope == VhostUserAny && is_vhost_user(scope));
+        if (in_scope && row.key == key) return &row;
+    }
+    return nullptr;
+}
+
 std::string flag_key(const ConfigKey& key) {
     return key.scope == Memory ? "memory." + std::string(key.key) : std::string(key.key);
 }
@@ -98,7 +106,7 @@ std::string device_flag_syntax(const DeviceKind& kind) {
     auto add = [&](const ConfigKey& key) {
         // The first key may be given bare; so may a boolean, which then means true.
         if (text.empty()) text = key.syntax;
-        else if (key.syntax == "BOOL") text += "[," + std::string(key.key) + "]";
+        else if (is_switch(key)) text += "[," + std::string(key.key) + "]";
         else if (key.required) text += "," + std::string(key.key) + "=" + std::string(key.syntax);
         else text += "[," + std::string(key.key) + "=" + std::string(key.syntax) + "]";
     };

@@ -53,6 +53,10 @@ std::span<const std::string_view> device_kind_names();
 // The names of the keys written in a scope, in table order; a vhost-user kind's list ends with the
 // VhostUserAny keys. Top's list includes "memory" and "devices".
 std::span<const std::string_view> key_names(KeyScope scope);
+// The row of `key` as written in `scope` (a vhost-user kind finds the VhostUserAny keys too), or nullptr.
+const ConfigKey* find_key(KeyScope scope, std::string_view key);
+// A BOOL key: on the command line its bare name means true ("--disk d.img,readonly", "--vhost-trace").
+inline bool is_switch(const ConfigKey& key) { return key.syntax == "BOOL"; }
 // The key a `kite run` flag sets, as set_vm_field takes it ("memory.hugepages" for --hugepages).
 std::string flag_key(const ConfigKey& key);
 // A device flag's value syntax, from its kind's keys: "PATH[,readonly][,id=ID][,engine=...]".

@@ -1,7 +1,6 @@
 // The key table (vmm/config/keys.h) against the parser that uses it, the CLI, and README.md's copy.
 #include <doctest/doctest.h>
 
-#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -47,11 +46,7 @@ std::vector<std::pair<const DeviceKind*, const ConfigKey*>> table_settings() {
     for (const ConfigKey& key : config_keys()) {
         if (key.scope == KeyScope::Top || key.scope == KeyScope::Memory) settings.push_back({nullptr, &key});
         for (const DeviceKind& kind : device_kind_table()) {
-            auto names = key_names(kind.scope);
-            bool in_kind = key.scope == kind.scope ||
-                           (key.scope == KeyScope::VhostUserAny &&
-                            std::find(names.begin(), names.end(), key.key) != names.end());
-            if (in_kind) settings.push_back({&kind, &key});
+            if (find_key(kind.scope, key.key) == &key) settings.push_back({&kind, &key});
         }
     }
     return settings;
