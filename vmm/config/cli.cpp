@@ -134,7 +134,7 @@ Result<CliCommand> parse_command(int argc, char** argv) {
     }
     std::vector<DeviceArg> devices;
     for (const DeviceKind& kind : device_kind_table()) {
-        std::string flag(kind.flag), help = "Add a " + std::string(kind.meaning);
+        std::string flag(kind.flag), help = "Add " + std::string(kind.meaning);
         auto add = [&devices, &kind](const std::string& value) { devices.push_back({&kind, value}); };
         if (key_names(kind.scope).empty()) {
             run->add_flag_function(flag, [add](int64_t) { add(""); }, help)->trigger_on_parse();

@@ -31,7 +31,7 @@ struct DeviceKind {
     KeyScope scope;
     std::string_view name;  // as in the config file: block, net, ...
     std::string_view flag;  // --disk, --net, ...
-    std::string_view meaning;
+    std::string_view meaning;  // what `--flag` adds: "a virtio-blk disk", "any VIRTIO device type ..."
 };
 
 // Every key, in the order the docs list them. Within a device kind the first key is the one a shorthand
@@ -39,11 +39,11 @@ struct DeviceKind {
 std::span<const ConfigKey> config_keys();
 // Every device kind, in DeviceConfig's variant order (fields.cpp checks the count at compile time).
 inline constexpr DeviceKind kDeviceKinds[] = {
-    {KeyScope::Block, "block", "--disk", "virtio-blk disk"},
-    {KeyScope::Net, "net", "--net", "virtio-net NIC on a tap"},
-    {KeyScope::Rng, "rng", "--rng", "virtio entropy device (no settings)"},
-    {KeyScope::Console, "console", "--console", "virtio console (hvc0)"},
-    {KeyScope::VhostUserBlk, "vhost-user-blk", "--vhost-user-blk", "disk served by a vhost-user back-end"},
+    {KeyScope::Block, "block", "--disk", "a virtio-blk disk"},
+    {KeyScope::Net, "net", "--net", "a virtio-net NIC on a tap"},
+    {KeyScope::Rng, "rng", "--rng", "a virtio entropy device (no settings)"},
+    {KeyScope::Console, "console", "--console", "a virtio console (hvc0)"},
+    {KeyScope::VhostUserBlk, "vhost-user-blk", "--vhost-user-blk", "a disk served by a vhost-user back-end"},
     {KeyScope::VhostUserFs, "vhost-user-fs", "--vhost-user-fs", "virtio-fs served by a vhost-user back-end"},
     {KeyScope::VhostUser, "vhost-user", "--vhost-user", "any VIRTIO device type served by a vhost-user back-end"},
 };
