@@ -36,7 +36,7 @@ SANDBOX_LOG=${SANDBOX_LOG:-$ROOT/.cache/sandbox/bench.log} \
 status=${PIPESTATUS[0]}
 echo "(full log: ${SANDBOX_LOG:-$ROOT/.cache/sandbox/bench.log})"
 
-# On a PVM host (ENVIRONMENT.md) the sandbox above is nested under TCG, where start-up is dominated by the
+# On a PVM host (README.md, Requirements) the sandbox above is nested under TCG, where start-up is dominated by the
 # emulator translating code. Part 2 (a tiny guest) also runs on the host's own /dev/kvm, where QEMU needs
 # -cpu host,-arch-capabilities. Firmware and ring-0 code are emulated slowly by PVM: QEMU's firmware
 # (qboot, which loads the PVH image) pays for that; Kite has none.

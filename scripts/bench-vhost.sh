@@ -45,7 +45,7 @@ if [[ -z ${SANDBOX-} ]]; then
     scripts/sandbox.sh scripts/bench-vhost.sh tests/e2e/lib.sh | grep -a -E '^(BENCH|##)'
   status=${PIPESTATUS[0]}
   echo "(full log: $log)"
-  # On a PVM host (ENVIRONMENT.md) the sandbox above is emulated by TCG, where every syscall of the round
+  # On a PVM host (README.md, Requirements) the sandbox above is emulated by TCG, where every syscall of the round
   # trip is slow. Part 2 also runs against kite on the host's own /dev/kvm, with a PVH guest that only
   # halts (no Linux needed: the back-end's requests do not involve the guest).
   if [[ -e /dev/kvm && -d /sys/module/kvm_pvm ]]; then

@@ -6,7 +6,7 @@
 # On a host with hardware KVM (/dev/kvm present and no /sys/module/kvm_pvm) the scenario runs directly on
 # the host. Otherwise (this project's PVM machines, or no /dev/kvm at all) it runs inside the nested
 # sandbox: QEMU TCG `-cpu EPYC` boots the stock Debian kernel, its initramfs loads kvm_amd, and the
-# scenario runs there as root with a real /dev/kvm (see docs ENVIRONMENT.md).
+# scenario runs there as root with a real /dev/kvm (see README.md, Requirements).
 #
 # The scenario runs under bash with the FILE/DIR arguments copied next to it (cwd), and sees:
 #   ASSETS      dir with vmlinuz, vmlinuz-cloud, vmlinux, initrd.gz (from scripts/setup.sh)

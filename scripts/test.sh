@@ -89,7 +89,7 @@ unit() { # NAME DIR
     record FAIL "unit-$name" "$dir is not built"
   else
     # The KVM guest tests (guest_*) run in step 5, where KVM is hardware-style; here they would run a
-    # second time, on PVM hosts with ring-0 guest code emulated (ENVIRONMENT.md) and too slow for them.
+    # second time, on PVM hosts with ring-0 guest code emulated (README.md, Requirements) and too slow for them.
     local exclude=()
     wants sandbox && exclude=(-E '^guest_')
     ctest --test-dir "$dir" --output-on-failure -j "$JOBS" --timeout 300 "${exclude[@]}" > "$log" 2>&1

@@ -1,5 +1,5 @@
 // VmBuilder: turns a VmConfig into a runnable Vm, one explicit step per concern and one attach_<kind>()
-// per device kind (Firecracker's builder, ARCHITECTURE.md example 7). Any failure is a set-up error:
+// per device kind (Firecracker's builder, docs/ARCHITECTURE.md example 7). Any failure is a set-up error:
 // the message names what failed, nothing has started running.
 #pragma once
 

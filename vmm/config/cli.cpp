@@ -7,6 +7,7 @@
 #include <map>
 
 #include "vmm/config/fields.h"
+#include "vmm/config/keys.h"
 #include "vmm/config/yaml.h"
 
 namespace kite {
@@ -19,51 +20,19 @@ constexpr std::string_view kVersion = KITE_VERSION;
 constexpr std::string_view kVersion = "0.1.0";
 #endif
 
-struct ScalarFlag {
-    const char* flag;
-    const char* key;  // config key set from it
-    const char* type;
-    const char* help;
-};
-constexpr ScalarFlag kScalarFlags[] = {
-    {"--kernel", "kernel", "PATH", "Kernel image (bzImage or PVH ELF)"},
-    {"--initrd", "initrd", "PATH", "Initial ramdisk"},
-    {"--cmdline", "cmdline", "TEXT", "Kernel command line"},
-    {"--memory", "memory", "SIZE", "Guest RAM: 512M, 1G, ..."},
-    {"--hugepages", "memory.hugepages", "MODE", "auto | none | transparent | hugetlbfs"},
-    {"--vcpus", "vcpus", "N", "Number of vCPUs, 1 to 254"},
-    {"--serial", "serial", "OUTPUT", "Serial port output: stdio | off | file:PATH"},
-    {"--boot-protocol", "boot-protocol", "PROTOCOL", "auto | bzimage | pvh"},
-    {"--virtio-discovery", "virtio-discovery", "MODE", "acpi | cmdline (virtio_mmio.device= parameters)"},
-    {"--api-socket", "api-socket", "PATH", "Serve the JSON control API on this socket"},
-    {"--restore", "restore", "FILE", "Resume this snapshot instead of booting"},
-    {"--log-level", "log-level", "LEVEL", "trace | debug | info | warn | error | critical | off"},
-    {"--seccomp", "seccomp", "MODE", "on | log | off: the system-call filter (default on)"},
-};
-
-struct DeviceFlag {
-    const char* flag;
-    const char* kind;  // device type, as in the config file
-    const char* help;
-    const char* type = "SPEC";
-};
-constexpr DeviceFlag kDeviceFlags[] = {
-    {"--disk", "block", "Add a disk: PATH[,readonly][,id=ID][,engine=auto|io_uring|sync]"},
-    {"--net", "net", "Add a NIC: tap=NAME[,mac=52:54:00:12:34:56]"},
-    {"--console", "console", "Add a virtio console: stdio | off | file:PATH"},
-    {"--vhost-user-blk", "vhost-user-blk", "Add a vhost-user disk: socket=PATH"},
-    {"--vhost-user-fs", "vhost-user-fs", "Add virtio-fs: socket=PATH,tag=TAG[,dax=1G][,queue-size=N]"},
-    {"--vhost-user", "vhost-user",
-     "Add any vhost-user device: socket=PATH,virtio-id=N[,queues=N][,queue-size=N][,shm=64M:128M][,config-size=N]"},
-};
-constexpr DeviceFlag kRngFlag = {"--rng", "rng", "Add a virtio entropy device"};
+// A flag's help: the key's meaning and default, from the key table.
+std::string flag_help(const ConfigKey& key) {
+    std::string help(key.meaning);
+    if (!key.default_value.empty()) help += " (default " + std::string(key.default_value) + ")";
+    return help;
+}
 
 constexpr std::string_view kControlCommands[] = {"pause", "resume", "snapshot", "shutdown", "status"};
-constexpr std::string_view kCommands[] = {"run", "validate", "pause", "resume", "snapshot", "shutdown", "status"};
+constexpr std::string_view kCommands[] = {"run", "validate", "pause", "resume", "snapshot", "shutdown", "status", "keys"};
 
 // A device flag as given, in command-line order.
 struct DeviceArg {
-    const DeviceFlag* flag;
+    const DeviceKind* kind;
     std::string value;
 };
 
@@ -79,9 +48,9 @@ std::string flag_error(std::string_view flag, std::string_view key, std::string_
 }
 
 // "PATH,readonly,id=x": items are KEY=VALUE; a bare first item is the device's main key (path, tap,
-// output, socket), a bare later item is a boolean set to true (readonly).
+// output, socket), a bare later item is a switch set to true (readonly; is_switch in keys.h).
 Result<DeviceConfig> device_from_flag(const DeviceArg& arg) {
-    auto device = make_device(arg.flag->kind);
+    auto device = make_device(arg.kind->name);
     if (!device) return device;
     std::span<const std::string_view> keys = device_keys(*device);
     std::string_view text = arg.value;
@@ -90,7 +59,7 @@ Result<DeviceConfig> device_from_flag(const DeviceArg& arg) {
         std::string_view item = text.substr(start, comma - start);
         bool first = start == 0;
         start = comma + 1;
-        if (item.empty()) return fail(flag_error(arg.flag->flag, "", "empty item in " + quote_value(arg.value)));
+        if (item.empty()) return fail(flag_error(arg.kind->flag, "", "empty item in " + quote_value(arg.value)));
         size_t equals = item.find('=');
         std::string_view key = item.substr(0, equals);
         std::string_view value = equals == std::string_view::npos ? std::string_view() : item.substr(equals + 1);
@@ -98,25 +67,25 @@ Result<DeviceConfig> device_from_flag(const DeviceArg& arg) {
             key = keys[0];
             value = item;
         } else if (equals == std::string_view::npos) {
-            bool known = std::find(keys.begin(), keys.end(), key) != keys.end();
-            if (known && key != "readonly") {
-                return fail(flag_error(arg.flag->flag, key, "expected " + std::string(key) + "=VALUE"));
+            const ConfigKey* known = find_key(arg.kind->scope, key);
+            if (known && !is_switch(*known)) {
+                return fail(flag_error(arg.kind->flag, key, "expected " + std::string(key) + "=VALUE"));
             }
             value = "true";
         }
         if (auto ok = set_device_field(*device, key, value, {}); !ok) {
-            return fail(flag_error(arg.flag->flag, key, ok.error().message));
+            return fail(flag_error(arg.kind->flag, key, ok.error().message));
         }
     }
     if (auto check = check_device_complete(*device); !check) {
-        return fail(flag_error(arg.flag->flag, check.error().key, check.error().message));
+        return fail(flag_error(arg.kind->flag, check.error().key, check.error().message));
     }
     return device;
 }
 
 // The config file (if any), then scalar flags over it, then device flags appended, then the final rules.
-Result<VmConfig> build_run_config(const std::string& config_path, const std::map<std::string, std::string>& scalars,
-                                  const std::map<std::string, CLI::Option*>& options, bool vhost_trace,
+Result<VmConfig> build_run_config(const std::string& config_path, const std::map<std::string_view, std::string>& scalars,
+                                  const std::map<std::string_view, CLI::Option*>& options,
                                   const std::vector<DeviceArg>& devices) {
     VmConfig config;
     if (!config_path.empty()) {
@@ -125,13 +94,13 @@ Result<VmConfig> build_run_config(const std::string& config_path, const std::map
         if (!loaded) return loaded;
         config = std::move(*loaded);
     }
-    for (const ScalarFlag& flag : kScalarFlags) {
-        if (options.at(flag.flag)->count() == 0) continue;
-        if (auto ok = set_vm_field(config, flag.key, scalars.at(flag.flag), {}); !ok) {
-            return fail(flag_error(flag.flag, "", ok.error().message));
+    for (const ConfigKey& key : config_keys()) {
+        if (key.flag.empty() || options.at(key.flag)->count() == 0) continue;
+        std::string value = is_switch(key) ? "true" : scalars.at(key.flag);
+        if (auto ok = set_vm_field(config, flag_key(key), value, {}); !ok) {
+            return fail(flag_error(key.flag, "", ok.error().message));
         }
     }
-    if (vhost_trace) config.vhost_trace = true;
     for (const DeviceArg& arg : devices) {
         auto device = device_from_flag(arg);
         if (!device) return std::unexpected(device.error());
@@ -155,20 +124,30 @@ Result<CliCommand> parse_command(int argc, char** argv) {
     CLI::App* run = app.add_subcommand("run", "Boot a VM from a config file and/or flags (flags win)");
     std::string config_path;
     run->add_option("config", config_path, "YAML config file")->type_name("FILE");
-    std::map<std::string, std::string> scalars;
-    std::map<std::string, CLI::Option*> options;
-    for (const ScalarFlag& flag : kScalarFlags) options[flag.flag] = run->add_option(flag.flag, scalars[flag.flag], flag.help)->type_name(flag.type);
-    bool vhost_trace = false;
-    run->add_flag("--vhost-trace", vhost_trace, "Print every vhost-user message, decoded");
-    std::vector<DeviceArg> devices;
-    for (const DeviceFlag& flag : kDeviceFlags) {
-        run->add_option_function<std::string>(flag.flag, [&devices, &flag](const std::string& value) {
-               devices.push_back({&flag, value});
-           }, flag.help)->type_name(flag.type)->trigger_on_parse();  // keep the devices in command-line order
+    std::map<std::string_view, std::string> scalars;
+    std::map<std::string_view, CLI::Option*> options;
+    for (const ConfigKey& key : config_keys()) {
+        if (key.flag.empty()) continue;
+        std::string flag(key.flag);
+        if (is_switch(key)) options[key.flag] = run->add_flag(flag)->description(flag_help(key));
+        else options[key.flag] = run->add_option(flag, scalars[key.flag], flag_help(key))->type_name(std::string(key.syntax));
     }
-    run->add_flag_function(kRngFlag.flag, [&devices](int64_t) { devices.push_back({&kRngFlag, ""}); }, kRngFlag.help)
-        ->trigger_on_parse();
+    std::vector<DeviceArg> devices;
+    for (const DeviceKind& kind : device_kind_table()) {
+        std::string flag(kind.flag), help = "Add " + std::string(kind.meaning);
+        auto add = [&devices, &kind](const std::string& value) { devices.push_back({&kind, value}); };
+        if (key_names(kind.scope).empty()) {
+            run->add_flag_function(flag, [add](int64_t) { add(""); }, help)->trigger_on_parse();
+        } else {
+            // trigger_on_parse keeps the devices in command-line order.
+            run->add_option_function<std::string>(flag, add, help)->type_name(device_flag_syntax(kind))->trigger_on_parse();
+        }
+    }
     run->footer(std::string(config_reference()));
+
+    CLI::App* keys = app.add_subcommand("keys", "Print every config key and flag (--markdown: README.md's table)");
+    bool markdown = false;
+    keys->add_flag("--markdown", markdown, "As the Markdown table README.md carries");
 
     CLI::App* validate = app.add_subcommand("validate", "Check a config file and the files it names");
     std::string validate_path;
@@ -208,7 +187,7 @@ Result<CliCommand> parse_command(int argc, char** argv) {
             return fail(unknown_name_message("command " + quote_value(argv[1]), argv[1], kCommands));
         }
         if (app.get_subcommands().empty()) {
-            return fail("a subcommand is required: run, validate, pause, resume, snapshot, shutdown or status "
+            return fail("a subcommand is required: run, validate, pause, resume, snapshot, shutdown, status or keys "
                         "(see kite --help)");
         }
         return fail(std::string(e.what()));
@@ -217,11 +196,16 @@ Result<CliCommand> parse_command(int argc, char** argv) {
     }
 
     if (run->parsed()) {
-        auto config = build_run_config(config_path, scalars, options, vhost_trace, devices);
+        auto config = build_run_config(config_path, scalars, options, devices);
         if (!config) return std::unexpected(config.error());
         result.kind = CliCommand::Kind::Run;
         result.config = std::move(*config);
         result.config_path = config_path;
+        return result;
+    }
+    if (keys->parsed()) {
+        result.kind = CliCommand::Kind::Help;
+        result.output = std::string(markdown ? config_reference_markdown() : config_reference());
         return result;
     }
     if (validate->parsed()) {

@@ -1,4 +1,4 @@
-// The command line: `kite run|validate|pause|resume|snapshot|shutdown|status`, --help and --version.
+// The command line: `kite run|validate|pause|resume|snapshot|shutdown|status|keys`, --help and --version.
 // Flags use the same setters as the YAML file (vmm/config/fields.h), so a value means the same everywhere.
 #pragma once
 
@@ -11,7 +11,7 @@
 namespace kite {
 
 struct CliCommand {
-    enum class Kind { Run, Validate, Help, Version, Control } kind = Kind::Help;
+    enum class Kind { Run, Validate, Help, Version, Control } kind = Kind::Help;  // Help: also `kite keys`
     // Run: the finished config (file, then flags), files checked. Validate: the file's config.
     // Control: only control_socket is set (from --api-socket).
     VmConfig config;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "base/size.h"
+#include "vmm/config/keys.h"
 
 namespace kite {
 
@@ -28,24 +29,14 @@ constexpr size_t kFsTagBytes = 36;    // struct virtio_fs_config.tag
 constexpr uint64_t kMaxReconnectMs = 3'600'000;
 constexpr uint64_t kMaxConfigSpace = 256;  // vhost-user's largest GET_CONFIG payload
 
-constexpr std::string_view kVmKeys[] = {"vcpus",    "memory",        "kernel",      "initrd",
-                                        "cmdline",  "boot-protocol", "serial",      "log-level",
-                                        "devices",  "vhost-trace",   "api-socket",  "restore",
-                                        "virtio-discovery", "seccomp"};
-constexpr std::string_view kMemoryKeys[] = {"size", "hugepages"};
-constexpr std::string_view kKinds[] = {"block",          "net",           "rng",       "console",
-                                       "vhost-user-blk", "vhost-user-fs", "vhost-user"};
-constexpr std::string_view kBlockKeys[] = {"path", "readonly", "id", "engine"};
-constexpr std::string_view kNetKeys[] = {"tap", "mac"};
-constexpr std::string_view kConsoleKeys[] = {"output"};
-constexpr std::string_view kVhostBlkKeys[] = {"socket", "reconnect-timeout-ms", "transport"};
-constexpr std::string_view kVhostFsKeys[] = {"socket", "tag", "dax", "queue-size", "reconnect-timeout-ms", "transport"};
-constexpr std::string_view kVhostKeys[] = {"socket", "virtio-id", "queues", "queue-size", "shm", "config-size",
-                                           "reconnect-timeout-ms", "transport"};
 constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
 
 std::unexpected<Error> unknown_key(std::string_view key, std::span<const std::string_view> keys) {
     return fail(unknown_name_message("key", key, keys));
+}
+
+bool is_known(std::string_view key, std::span<const std::string_view> keys) {
+    return std::find(keys.begin(), keys.end(), key) != keys.end();
 }
 
 // A region size: non-zero (unless zero_ok), a multiple of `align`, at most kMaxRegion.
@@ -117,7 +108,7 @@ Result<void> set_field(BlockConfig& block, std::string_view key, std::string_vie
         else return fail("expected auto, io_uring or sync, got " + quote_value(value));
         return {};
     }
-    return unknown_key(key, kBlockKeys);
+    return unknown_key(key, key_names(KeyScope::Block));
 }
 
 Result<void> set_field(NetConfig& net, std::string_view key, std::string_view value, const FieldContext&) {
@@ -127,23 +118,23 @@ Result<void> set_field(NetConfig& net, std::string_view key, std::string_view va
         return {};
     }
     if (key == "mac") return assign(net.mac, parse_mac(value));
-    return unknown_key(key, kNetKeys);
+    return unknown_key(key, key_names(KeyScope::Net));
 }
 
 Result<void> set_field(RngConfig&, std::string_view key, std::string_view, const FieldContext&) {
-    return fail(unknown_name_message("key", key, {}) + " (rng has no settings)");
+    return unknown_key(key, {});  // not reached: rng has no keys in the table
 }
 
 Result<void> set_field(ConsoleConfig& console, std::string_view key, std::string_view value,
                        const FieldContext& context) {
     if (key == "output") return assign(console.output, parse_output(value, context));
-    return unknown_key(key, kConsoleKeys);
+    return unknown_key(key, key_names(KeyScope::Console));
 }
 
 Result<void> set_field(VhostUserBlkConfig& blk, std::string_view key, std::string_view value,
                        const FieldContext& context) {
     if (key == "socket") return assign(blk.socket, socket_value(value, context));
-    return set_common(blk.common, key, value, kVhostBlkKeys);
+    return set_common(blk.common, key, value, key_names(KeyScope::VhostUserBlk));
 }
 
 Result<void> set_field(VhostUserFsConfig& fs, std::string_view key, std::string_view value,
@@ -159,7 +150,7 @@ Result<void> set_field(VhostUserFsConfig& fs, std::string_view key, std::string_
     // Linux maps DAX ranges in 2 MiB chunks (FUSE_DAX_SHIFT), so the window is a whole number of them.
     if (key == "dax") return assign(fs.dax_size, region_size(value, kHugePage, true));
     if (key == "queue-size") return assign(fs.queue_size, queue_size_value(value));
-    return set_common(fs.common, key, value, kVhostFsKeys);
+    return set_common(fs.common, key, value, key_names(KeyScope::VhostUserFs));
 }
 
 Result<void> set_field(VhostUserGenericConfig& generic, std::string_view key, std::string_view value,
@@ -185,7 +176,7 @@ Result<void> set_field(VhostUserGenericConfig& generic, std::string_view key, st
             start = end + 1;
         }
     }
-    return set_common(generic.common, key, value, kVhostKeys);
+    return set_common(generic.common, key, value, key_names(KeyScope::VhostUser));
 }
 
 ConfigIssue missing(std::string key) { return ConfigIssue{std::move(key), "missing required key"}; }
@@ -231,19 +222,25 @@ std::string file_problem(const std::string& path, bool block_ok, bool writable) 
 
 }  // namespace
 
-static_assert(std::variant_size_v<DeviceConfig> == std::size(kKinds));
+static_assert(std::variant_size_v<DeviceConfig> == std::size(kDeviceKinds));
 
 const char* device_kind_name(const DeviceConfig& device) {
-    return kKinds[device.index()].data();  // kKinds lists the kinds in DeviceConfig's variant order
+    return kDeviceKinds[device.index()].name.data();  // kDeviceKinds is in DeviceConfig's variant order
 }
 
-std::span<const std::string_view> vm_keys() { return kVmKeys; }
-std::span<const std::string_view> device_kinds() { return kKinds; }
-std::span<const std::string_view> memory_keys() { return kMemoryKeys; }
+std::span<const std::string_view> vm_keys() { return key_names(KeyScope::Top); }
+std::span<const std::string_view> device_kinds() { return device_kind_names(); }
+std::span<const std::string_view> memory_keys() { return key_names(KeyScope::Memory); }
 
 Result<void> set_vm_field(VmConfig& config, std::string_view key, std::string_view value,
                           const FieldContext& context) {
     if (value.find('\0') != std::string_view::npos) return fail("must not contain a NUL byte");
+    // Only keys of the table (vmm/config/keys.h) exist, whatever a setter below would take.
+    if (key.starts_with("memory.")) {
+        if (!is_known(key.substr(7), memory_keys())) return unknown_key(key.substr(7), memory_keys());
+    } else if (!is_known(key, vm_keys())) {
+        return unknown_key(key, vm_keys());
+    }
     if (key == "vcpus") return assign(config.vcpus, parse_uint(value, 1, kMaxVcpus));
     if (key == "memory" || key == "memory.size") return assign(config.memory.size, region_size(value, kPage, false));
     if (key == "memory.hugepages") {
@@ -254,7 +251,6 @@ Result<void> set_vm_field(VmConfig& config, std::string_view key, std::string_vi
         else return fail("expected auto, none, transparent or hugetlbfs, got " + quote_value(value));
         return {};
     }
-    if (key.starts_with("memory.")) return unknown_key(key.substr(7), kMemoryKeys);
     if (key == "kernel") return assign(config.boot.kernel, path_value(value, context));
     if (key == "initrd") return assign(config.boot.initrd, path_value(value, context));
     if (key == "cmdline") {
@@ -293,7 +289,7 @@ Result<void> set_vm_field(VmConfig& config, std::string_view key, std::string_vi
     if (key == "api-socket") return assign(config.control_socket, socket_value(value, context));
     if (key == "restore") return assign(config.restore, path_value(value, context));
     if (key == "devices") return fail("expected a list of devices");
-    return unknown_key(key, kVmKeys);
+    return unknown_key(key, vm_keys());  // a key in the table without a setter
 }
 
 Result<DeviceConfig> make_device(std::string_view kind) {
@@ -304,25 +300,21 @@ Result<DeviceConfig> make_device(std::string_view kind) {
     if (kind == "vhost-user-blk") return VhostUserBlkConfig{};
     if (kind == "vhost-user-fs") return VhostUserFsConfig{};
     if (kind == "vhost-user") return VhostUserGenericConfig{};
-    return fail(unknown_name_message("device type", kind, kKinds));
+    return fail(unknown_name_message("device type", kind, device_kinds()));
 }
 
 std::span<const std::string_view> device_keys(const DeviceConfig& device) {
-    struct Keys {
-        std::span<const std::string_view> operator()(const BlockConfig&) const { return kBlockKeys; }
-        std::span<const std::string_view> operator()(const NetConfig&) const { return kNetKeys; }
-        std::span<const std::string_view> operator()(const RngConfig&) const { return {}; }
-        std::span<const std::string_view> operator()(const ConsoleConfig&) const { return kConsoleKeys; }
-        std::span<const std::string_view> operator()(const VhostUserBlkConfig&) const { return kVhostBlkKeys; }
-        std::span<const std::string_view> operator()(const VhostUserFsConfig&) const { return kVhostFsKeys; }
-        std::span<const std::string_view> operator()(const VhostUserGenericConfig&) const { return kVhostKeys; }
-    };
-    return std::visit(Keys{}, device);
+    return key_names(kDeviceKinds[device.index()].scope);
 }
 
 Result<void> set_device_field(DeviceConfig& device, std::string_view key, std::string_view value,
                               const FieldContext& context) {
     if (value.find('\0') != std::string_view::npos) return fail("must not contain a NUL byte");
+    // Only keys of the table (vmm/config/keys.h) exist, whatever a setter would take.
+    if (!is_known(key, device_keys(device)) && device_keys(device).empty()) {
+        return fail(unknown_name_message("key", key, {}) + " (" + device_kind_name(device) + " has no settings)");
+    }
+    if (!is_known(key, device_keys(device))) return unknown_key(key, device_keys(device));
     return std::visit([&](auto& d) { return set_field(d, key, value, context); }, device);
 }
 

@@ -31,22 +31,22 @@ struct ConfigIssue {
 };
 using ConfigCheck = std::expected<void, ConfigIssue>;
 
-// Top-level keys, in the order --help lists them.
+// Top-level keys and the keys of the memory map (size, hugepages), from the key table (vmm/config/keys.h).
 std::span<const std::string_view> vm_keys();
-// Keys of the memory map: size, hugepages.
 std::span<const std::string_view> memory_keys();
-// Sets one scalar top-level key: vcpus, memory (a size), memory.size, memory.hugepages,
-// kernel, initrd, cmdline, boot-protocol, serial, log-level, vhost-trace, api-socket, restore.
-// "devices" is not a scalar key: use make_device and set_device_field.
+// Sets one scalar top-level key ("memory" takes a size; the memory map's keys are "memory.size" and
+// "memory.hugepages"). A key the table lacks is refused whatever the setters know. "devices" is not a
+// scalar key: use make_device and set_device_field.
 Result<void> set_vm_field(VmConfig& config, std::string_view key, std::string_view value,
                           const FieldContext& context);
 
-// Device kinds: block, net, rng, console, vhost-user-blk, vhost-user-fs, vhost-user.
+// Device kinds (block, net, rng, console, vhost-user-blk, vhost-user-fs, vhost-user) and each kind's keys,
+// from the key table.
 std::span<const std::string_view> device_kinds();
 Result<DeviceConfig> make_device(std::string_view kind);
 std::span<const std::string_view> device_keys(const DeviceConfig& device);
-// Sets one key of a device. Lists (vhost-user "shm") take one or more sizes separated by ':' per call
-// and append.
+// Sets one key of a device; a key the table lacks for its kind is refused. Lists (vhost-user "shm") take
+// one or more sizes separated by ':' per call and append.
 Result<void> set_device_field(DeviceConfig& device, std::string_view key, std::string_view value,
                               const FieldContext& context);
 // Fails naming the first required key the device lacks (block.path, net.tap, vhost-user*.socket, ...).

@@ -1,51 +1,143 @@
-// The config file format as users read it (kite --help, kite run --help). Keep in step with
-// vmm/config/fields.cpp, which holds the rules.
-#include "vmm/config/yaml.h"
+// The key table of vmm/config/keys.h rendered for users: plain text for `kite run --help` and `kite keys`,
+// Markdown for README.md (`kite keys --markdown`). Both are built once and kept.
+#include <string>
+
+#include "vmm/config/keys.h"
 
 namespace kite {
 
+namespace {
+
+constexpr std::string_view kIntro = "Config file (YAML). Relative paths are relative to the file's folder; a flag "
+                                    "overrides its key.\n";
+// Notes after the keys, one line each.
+constexpr std::string_view kNotes[] = {
+    "Shorthand: '- block: disk.img', '- net: tap0', '- rng', '- vhost-user-blk: /tmp/vub.sock' (the first key).",
+    "Sizes: bytes, or a number with K, M, G or T (powers of 1024; 4KiB works too): 4096, 64K, 512M, 1G.",
+    "Booleans: true|false|yes|no|on|off.",
+};
+
+void notes(std::string& out, std::string_view prefix) {
+    for (std::string_view note : kNotes) {
+        out += prefix;
+        out += note;
+        out += '\n';
+    }
+}
+constexpr size_t kMeaningColumn = 36;
+
+bool in_devices(KeyScope scope) { return scope != KeyScope::Top && scope != KeyScope::Memory; }
+
+// "  left      meaning", the meaning on the next line when left is too long.
+void line(std::string& out, const std::string& left, std::string_view meaning) {
+    out += left;
+    if (left.size() + 1 > kMeaningColumn) {
+        out += '\n';
+        out.append(kMeaningColumn, ' ');
+    } else {
+        out.append(kMeaningColumn - left.size(), ' ');
+    }
+    out += meaning;
+    out += '\n';
+}
+
+std::string annotated(const ConfigKey& key) {
+    std::string text(key.meaning);
+    std::string notes;
+    if (key.required) notes = "required";
+    if (!key.default_value.empty()) notes = "default " + std::string(key.default_value);
+    if (!key.flag.empty()) notes += (notes.empty() ? "" : "; ") + std::string(key.flag);
+    if (!notes.empty()) text += " (" + notes + ")";
+    return text;
+}
+
+void key_line(std::string& out, const ConfigKey& key, size_t indent) {
+    line(out, std::string(indent, ' ') + std::string(key.key) + ": " + std::string(key.syntax), annotated(key));
+}
+
+std::string render_text() {
+    std::string out(kIntro);
+    for (const ConfigKey& key : config_keys()) {
+        if (key.scope == KeyScope::Top) key_line(out, key, 2);
+        if (key.scope == KeyScope::Memory) key_line(out, key, 4);
+    }
+    for (const DeviceKind& kind : device_kind_table()) {
+        line(out, "    - " + std::string(kind.name), kind.meaning);
+        line(out, "", std::string(kind.flag) + (kind.scope == KeyScope::Rng ? "" : " " + device_flag_syntax(kind)));
+        for (const ConfigKey& key : config_keys()) {
+            if (key.scope == kind.scope) key_line(out, key, 8);
+        }
+    }
+    out += "    every vhost-user kind also takes:\n";
+    for (const ConfigKey& key : config_keys()) {
+        if (key.scope == KeyScope::VhostUserAny) key_line(out, key, 8);
+    }
+    notes(out, "");
+    return out;
+}
+
+// Markdown table cells: '|' would end the cell.
+std::string cell(std::string_view text, bool code) {
+    if (text.empty()) return " ";
+    std::string out = code ? "`" : "";
+    for (char c : text) {
+        if (c == '|') out += '\\';
+        out += c;
+    }
+    return out + (code ? "`" : "");
+}
+
+std::string scope_name(KeyScope scope) {
+    if (scope == KeyScope::Memory) return "memory.";
+    if (scope == KeyScope::VhostUserAny) return "vhost-user*.";
+    for (const DeviceKind& kind : device_kind_table()) {
+        if (kind.scope == scope) return std::string(kind.name) + ".";
+    }
+    return "";
+}
+
+std::string row(std::string_view name, std::string_view flag, std::string_view syntax, std::string_view fallback,
+                std::string_view meaning) {
+    return "| " + cell(name, true) + " | " + cell(flag, true) + " | " + cell(syntax, true) + " | " +
+           cell(fallback, false) + " | " + cell(meaning, false) + " |\n";
+}
+
+std::string render_markdown() {
+    std::string out(kIntro);
+    out += "\n| key | flag | value | default | meaning |\n| --- | --- | --- | --- | --- |\n";
+    auto key_row = [&](const ConfigKey& key) {
+        std::string fallback = key.required ? "required" : std::string(key.default_value);
+        out += row(scope_name(key.scope) + std::string(key.key), key.flag, key.syntax, fallback, key.meaning);
+    };
+    for (const ConfigKey& key : config_keys()) {
+        if (!in_devices(key.scope)) key_row(key);
+    }
+    for (const DeviceKind& kind : device_kind_table()) {
+        std::string flag(kind.flag);
+        if (kind.scope != KeyScope::Rng) flag += " " + device_flag_syntax(kind);
+        out += row("devices: - " + std::string(kind.name), flag, "", "", kind.meaning);
+        for (const ConfigKey& key : config_keys()) {
+            if (key.scope == kind.scope) key_row(key);
+        }
+    }
+    for (const ConfigKey& key : config_keys()) {
+        if (key.scope == KeyScope::VhostUserAny) key_row(key);
+    }
+    out += "\n";
+    notes(out, "- ");  // a Markdown list: plain lines would run together into one paragraph
+    return out;
+}
+
+}  // namespace
+
 std::string_view config_reference() {
-    return R"(Config file (YAML). Relative paths are relative to the file's folder.
-  vcpus: 2                   1 to 254 (default 1)
-  memory: 512M               size, or {size: 1G, hugepages: auto|none|transparent|hugetlbfs}
-                             (default 512M, hugepages auto. auto and transparent ask for transparent huge
-                             pages, which for Kite's shared-memory RAM needs the host's
-                             /sys/kernel/mm/transparent_hugepage/shmem_enabled set to advise (Debian's
-                             default is never); transparent fails when the kernel has none, auto then
-                             uses 4 KiB pages; hugetlbfs needs a multiple of 2M.
-                             Guest RAM is always a shared memfd: vhost-user back-ends map it)
-  kernel: vmlinuz            bzImage or PVH ELF; required unless restore is set
-  initrd: initrd.gz          optional
-  cmdline: "console=ttyS0"   kernel command line
-  boot-protocol: auto        auto | bzimage | pvh
-  virtio-discovery: acpi     acpi: virtio-mmio devices in the ACPI DSDT (LNRO0005); cmdline:
-                             virtio_mmio.device= on the kernel command line instead
-  serial: stdio              stdio | off | {file: serial.log}   (also file:serial.log)
-  log-level: warn            trace | debug | info | warn | error | critical | off
-  vhost-trace: false         print every vhost-user message, decoded
-  seccomp: on                on | log | off. on: before the guest runs, Kite filters its own system calls
-                             to what a running VMM needs (no exec, ptrace, mounts, modules, BPF, ...);
-                             log: the kernel only logs calls outside the list; off: no filter
-  api-socket: kite.sock      JSON control API socket (default none)
-  restore: vm.snap           resume this snapshot instead of booting
-  devices:                   in order; each entry names one device type
-    - block: {path: disk.img, readonly: false, id: disk0, engine: auto}
-                             engine: auto | io_uring | sync; id at most 20 bytes
-    - net: {tap: tap0, mac: "52:54:00:12:34:56"}     tap at most 15 bytes; mac optional, unicast
-    - rng                    (or rng: {})
-    - console: {output: stdio}                      stdio | off | {file: console.log}
-    - vhost-user-blk: {socket: /tmp/vub.sock}
-    - vhost-user-fs: {socket: /tmp/vfs.sock, tag: hostfs, dax: 1G, queue-size: 1024}
-                             tag 1 to 36 bytes; dax a multiple of 2M, 0 = no DAX window
-    - vhost-user: {socket: /tmp/x.sock, virtio-id: 26, queues: 2, queue-size: 256, shm: [64M]}
-                             any VIRTIO device type; shm lists shared memory regions (multiples
-                             of 4K), omitted = ask the back-end (GET_SHMEM_CONFIG); config-size:
-                             bytes of config space to read (default 256, 0 = none)
-    Every vhost-user device also takes reconnect-timeout-ms (default 5000) and transport: mmio
-                             (default) or pci (virtio-pci with MSI-X; not with shared memory regions).
-    Shorthand: '- block: disk.img', '- net: tap0', '- vhost-user-blk: /tmp/vub.sock'.
-Sizes: bytes, or a number with K, M, G or T (powers of 1024; 4KiB works too): 4096, 64K, 512M, 1G.
-)";
+    static const std::string text = render_text();
+    return text;
+}
+
+std::string_view config_reference_markdown() {
+    static const std::string text = render_markdown();
+    return text;
 }
 
 }  // namespace kite

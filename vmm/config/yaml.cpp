@@ -1,6 +1,6 @@
 // YAML front-end of the config: walks the document, hands every scalar to the shared setters in
 // vmm/config/fields.h, and turns their errors into "<file>:<line>:<column>: <key>: <message>".
-// Exceptions are used inside (ARCHITECTURE.md allows them in config parsing) and stop at the public API.
+// Exceptions are used inside (docs/ARCHITECTURE.md allows them in config parsing) and stop at the public API.
 #include "vmm/config/yaml.h"
 
 #include <algorithm>

@@ -1,4 +1,5 @@
-// Reading a VmConfig from YAML. The format is documented in config_reference() (also shown by --help).
+// Reading a VmConfig from YAML. The keys and their format are the table of vmm/config/keys.h, rendered by
+// config_reference() (kite run --help).
 #pragma once
 
 #include <string>
@@ -6,6 +7,7 @@
 
 #include "base/error.h"
 #include "vmm/config/config.h"
+#include "vmm/config/keys.h"  // config_reference(), for callers of this header
 
 namespace kite {
 
@@ -22,8 +24,5 @@ Result<VmConfig> load_config_file(const std::string& path, const ParseOptions& o
 // current directory).
 Result<VmConfig> parse_config(std::string_view yaml_text, std::string_view file_name, const std::string& base_dir,
                               const ParseOptions& options = {});
-
-// The config file format, every key with its meaning, for --help and the docs.
-std::string_view config_reference();
 
 }  // namespace kite

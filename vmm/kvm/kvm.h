@@ -1,4 +1,4 @@
-// One RAII type per KVM fd level (ARCHITECTURE.md example 3): Kvm (/dev/kvm), VmFd, VcpuFd.
+// One RAII type per KVM fd level (docs/ARCHITECTURE.md example 3): Kvm (/dev/kvm), VmFd, VcpuFd.
 // Every call returns Result with the ioctl named in the error, so a missing capability or permission is
 // reported as such rather than as a bare errno.
 #pragma once

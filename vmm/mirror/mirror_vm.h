@@ -1,5 +1,5 @@
 // MirrorVm: the helper ("mirror") VM that exports and imports guest pages for snapshots and migration,
-// created on demand from the main VM's Kvm, VM fd and GuestRam (see /work/shared/docs/MIRROR_VM.md and
+// created on demand from the main VM's Kvm, VM fd and GuestRam (see docs/MIRROR_VM.md and
 // helper_abi.h for the address space).
 //
 // A second KVM VM with one vCPU, no irqchip, no dirty logging; its private memory (own memfd) holds the

@@ -52,7 +52,7 @@ TEST_CASE("bad sizes are rejected with the reason") {
     CHECK(error_of("kernel: k\nmemory: 2T\n") == "vm.yaml:2:9: memory: 2T is more than 1 TiB");
     CHECK(error_of("kernel: k\nmemory: 1000\n") == "vm.yaml:2:9: memory: 1000 is not a multiple of 4 KiB");
     CHECK(error_of("kernel: k\nmemory: {size: 3M, hugepages: hugetlbfs}\n") ==
-          "vm.yaml:2:10: memory.size: 3M is not a multiple of 2 MiB (hugepages: hugetlbfs)");
+          "vm.yaml:2:10: memory.size: 3 MiB is not a multiple of 2 MiB (hugepages: hugetlbfs)");
     CHECK(error_of("kernel: k\ndevices:\n  - vhost-user-fs: {socket: s, tag: t, dax: 1M}\n") ==
           "vm.yaml:3:45: devices[0].vhost-user-fs.dax: 1M is not a multiple of 2 MiB");
     CHECK(error_of("kernel: k\ndevices:\n  - vhost-user: {socket: s, virtio-id: 1, shm: [64M, 0]}\n") ==

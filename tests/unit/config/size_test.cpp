@@ -36,9 +36,9 @@ TEST_CASE("negative, fractional, decimal-unit and garbage sizes are rejected wit
 }
 
 TEST_CASE("format_size picks the largest exact unit") {
-    CHECK(format_size(1ull << 30) == "1G");
-    CHECK(format_size(3072) == "3K");
-    CHECK(format_size(1536) == "1536");
-    CHECK(format_size(0) == "0");
-    CHECK(format_size(1536ull << 20) == "1536M");
+    CHECK(format_size(1ull << 30) == "1 GiB");
+    CHECK(format_size(3072) == "3 KiB");
+    CHECK(format_size(1536) == "1536 bytes");
+    CHECK(format_size(0) == "0 bytes");
+    CHECK(format_size(1536ull << 20) == "1536 MiB");
 }
