@@ -10,7 +10,7 @@
 #include "tests/unit/vhost/backend_thread.h"
 #include "tests/unit/vhost/device_test_util.h"
 #include "tests/unit/vhost/test_util.h"
-#include "vhost/backend_memory.h"
+#include "vhost/backend/backend_memory.h"
 #include "vhost/vhost_user_device.h"
 
 using namespace kite;
