@@ -2,8 +2,9 @@
 // VMM. Served on the VMM thread's asio loop, and also by Frontend while it waits for a reply on the main
 // socket (deadlock rule: a back-end blocked on a SHMEM_MAP reply must never wait for us while we wait for it).
 //
-// CONFIG_CHANGE_MSG calls a callback (the device raises a config interrupt). SHMEM_MAP / SHMEM_UNMAP are
-// checked against every rule of docs/VHOST_USER.md and then applied to a ShmRegionTable. A refused or
+// CONFIG_CHANGE_MSG calls a callback (the device raises a config interrupt). SHMEM_MAP / SHMEM_UNMAP: the
+// wire rules (size, flags, fds) are checked here, the range rules of docs/VHOST_USER.md by the ShmWindow
+// behind the ShmRegionTable they are applied to, each rule in one place. A refused or
 // unsupported request gets a non-zero u64 reply when REPLY_ACK is negotiated and NEED_REPLY is set, and
 // the channel stays up. A broken stream (peer gone, truncated message, bad size field) closes the
 // channel and drops every mapping.
@@ -46,11 +47,11 @@ struct ShmemUnmapRequest {
 
 using BackendRequest = std::variant<ConfigChangeRequest, ShmemMapRequest, ShmemUnmapRequest>;
 
-// Pure parse of one received backend-channel message into a request, with every rule that needs no
-// state: header and size (validate_backend_request), SHMEM_MAP with exactly one fd, SHMEM_UNMAP with none,
-// len non-zero, fd_offset/shm_offset/len multiples of `page_size`, shm_offset + len and fd_offset + len not
-// overflowing, no unknown flag bits. Unsupported ids are errors. The fds are consumed (closed on error).
-Result<BackendRequest> parse_backend_request(Message msg, uint64_t page_size);
+// Pure parse of one received backend-channel message into a request, with the wire rules: header and size
+// (validate_backend_request), SHMEM_MAP with exactly one fd, SHMEM_UNMAP with none, no unknown flag bits.
+// Unsupported ids are errors. The fds are consumed (closed on error). Offsets and lengths are not looked
+// at here: ShmWindow checks them (length, alignment, overflow, bounds) when the request is applied.
+Result<BackendRequest> parse_backend_request(Message msg);
 
 class BackendChannel {
 public:
@@ -88,7 +89,6 @@ private:
 
     Connection conn_;
     Options options_;
-    uint64_t page_size_;
     bool closed_ = false;
     uint64_t served_ = 0;
     uint64_t refused_ = 0;

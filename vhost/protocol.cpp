@@ -255,7 +255,8 @@ Result<std::vector<MemoryRegion>> decode_memory_table(std::span<const uint8_t> p
         return fail(fmt::format("memory table with {} regions has size {}, expected {}", head.nregions,
                                 payload.size(), expected));
     std::vector<MemoryRegion> regions(head.nregions);
-    std::memcpy(regions.data(), payload.data() + sizeof(head), head.nregions * sizeof(MemoryRegion));
+    // An empty table leaves regions.data() null, which memcpy must not get even for 0 bytes.
+    if (!regions.empty()) std::memcpy(regions.data(), payload.data() + sizeof(head), head.nregions * sizeof(MemoryRegion));
     return regions;
 }
 

@@ -23,11 +23,11 @@ std::optional<uint64_t> ShmWindowTable::region_size(uint8_t shmid) const {
     return w->size();
 }
 
-Result<void> ShmWindowTable::map(uint8_t shmid, uint64_t shm_offset, int fd, uint64_t fd_offset, uint64_t len,
+Result<void> ShmWindowTable::map(uint8_t shmid, uint64_t shm_offset, BorrowedFd fd, uint64_t fd_offset, uint64_t len,
                                  bool writable) {
     auto* w = window(shmid);
     if (w == nullptr) return fail(fmt::format("no shm region {}", shmid));
-    return w->map(shm_offset, fd, fd_offset, len, writable);
+    return w->map(shm_offset, fd.get(), fd_offset, len, writable);
 }
 
 Result<void> ShmWindowTable::unmap(uint8_t shmid, uint64_t shm_offset, uint64_t len) {

@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "base/error.h"
+#include "base/fd.h"
 #include "memory/shm_window.h"
 
 namespace kite::vhost {
@@ -19,9 +20,9 @@ public:
     virtual ~ShmRegionTable() = default;
     // Size of region `shmid`, or nullopt if the device has no such region.
     virtual std::optional<uint64_t> region_size(uint8_t shmid) const = 0;
-    // Maps [fd_offset, fd_offset + len) of fd (borrowed) at [shm_offset, shm_offset + len) of the region.
-    // Refuses overlaps with existing mappings and everything ShmWindow refuses.
-    virtual Result<void> map(uint8_t shmid, uint64_t shm_offset, int fd, uint64_t fd_offset, uint64_t len,
+    // Maps [fd_offset, fd_offset + len) of fd at [shm_offset, shm_offset + len) of the region.
+    // Refuses an unknown shmid and everything ShmWindow refuses (ranges, overlaps).
+    virtual Result<void> map(uint8_t shmid, uint64_t shm_offset, BorrowedFd fd, uint64_t fd_offset, uint64_t len,
                              bool writable) = 0;
     // Removes the mapping that is exactly [shm_offset, shm_offset + len).
     virtual Result<void> unmap(uint8_t shmid, uint64_t shm_offset, uint64_t len) = 0;
@@ -37,7 +38,7 @@ public:
     ShmWindow* window(uint8_t shmid) const;
 
     std::optional<uint64_t> region_size(uint8_t shmid) const override;
-    Result<void> map(uint8_t shmid, uint64_t shm_offset, int fd, uint64_t fd_offset, uint64_t len,
+    Result<void> map(uint8_t shmid, uint64_t shm_offset, BorrowedFd fd, uint64_t fd_offset, uint64_t len,
                      bool writable) override;
     Result<void> unmap(uint8_t shmid, uint64_t shm_offset, uint64_t len) override;
     void clear() override;

@@ -21,6 +21,7 @@
 #include "devices/virtio/net.h"
 #include "devices/virtio/pci_transport.h"
 #include "devices/virtio/rng.h"
+#include "vhost/device_kinds.h"
 #include "vhost/vhost_user_device.h"
 #include "vmm/builder.h"
 #include "vmm/kvm/gsi_routing.h"
@@ -156,7 +157,7 @@ Result<void> VmBuilder::attach_vhost_user(vhost::VhostUserDeviceConfig config, c
     // pages the guest uses: each mapped RAM region is handed over with its memfd.
     std::vector<vhost::VhostMemoryRegion> memory;
     for (const MappedRegion& region : vm_->ram().regions())
-        memory.push_back({region.gpa, region.size, region.host, region.fd, 0});
+        memory.push_back({region.gpa, region.size, region.host, BorrowedFd(region.fd), 0});
 
     if (!shm_allocator_) shm_allocator_.emplace(*layout_);
     auto base = shm_allocator_->next().align_up(kShmWindowAlign);

@@ -29,7 +29,7 @@
 #include <CLI/CLI.hpp>
 
 #include "examples/shmem-backend/pattern.h"
-#include "vhost/backend.h"
+#include "vhost/backend/backend.h"
 
 using namespace kite;
 using namespace kite::vhost;

@@ -68,7 +68,7 @@ TEST_CASE("parse_backend_request turns a valid SHMEM_MAP into a request that own
     msg.payload = bytes_of(mmap_msg(0, kPage, 2 * kPage, kPage, kShmemMapReadWrite));
     msg.fds.push_back(test::make_eventfd());
 
-    auto request = parse_backend_request(std::move(msg), kPage);
+    auto request = parse_backend_request(std::move(msg));
 
     REQUIRE(request.has_value());
     auto& map = std::get<ShmemMapRequest>(*request);

@@ -12,7 +12,7 @@
 #include <mutex>
 #include <thread>
 
-#include "vhost/backend.h"
+#include "vhost/backend/backend.h"
 #include "vhost/backend_channel.h"
 
 namespace kite::test {

@@ -5,7 +5,7 @@
 #include <cstdint>
 
 #include "devices/virtio/virtio_device.h"
-#include "vhost/backend.h"
+#include "vhost/backend/backend.h"
 
 namespace kite::test {
 

@@ -5,7 +5,8 @@
 #include "tests/unit/vhost/backend_thread.h"
 #include "tests/unit/vhost/device_test_util.h"
 #include "tests/unit/vhost/test_util.h"
-#include "vhost/backend_memory.h"
+#include "vhost/backend/backend_memory.h"
+#include "vhost/device_kinds.h"
 #include "vhost/vhost_user_device.h"
 
 using namespace kite;
@@ -25,7 +26,7 @@ struct DeviceFixture {
     explicit DeviceFixture(std::string tag) : path(test::temp_socket_path(tag)), backend(path, backend_config()) {
         REQUIRE(::ftruncate(ram_fd.get(), kRamSize) == 0);
         REQUIRE(ram.add(MemoryRegion{0, kRamSize, 0x10000000, 0}, ram_fd.get(), 1).has_value());
-        VhostMemoryRegion region{GuestAddress(0), kRamSize, ram.span(GuestAddress(0), 0)->data(), ram_fd.get(), 0};
+        VhostMemoryRegion region{GuestAddress(0), kRamSize, ram.span(GuestAddress(0), 0)->data(), BorrowedFd(ram_fd), 0};
         auto config = vhost_user_generic_config(path, 42, 1);
         config.shm_base = GuestAddress(0x100000000);
         config.timeout = Millis(3000);

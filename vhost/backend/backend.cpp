@@ -1,4 +1,4 @@
-#include "vhost/backend.h"
+#include "vhost/backend/backend.h"
 
 #include <sys/mman.h>
 #include <unistd.h>

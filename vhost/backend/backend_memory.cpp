@@ -1,4 +1,4 @@
-#include "vhost/backend_memory.h"
+#include "vhost/backend/backend_memory.h"
 
 #include <sys/mman.h>
 #include <unistd.h>

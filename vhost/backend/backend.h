@@ -18,7 +18,7 @@
 #include "base/error.h"
 #include "base/fd.h"
 #include "devices/virtio/queue.h"
-#include "vhost/backend_memory.h"
+#include "vhost/backend/backend_memory.h"
 #include "vhost/protocol.h"
 #include "vhost/socket.h"
 #include "vhost/trace.h"
