@@ -345,10 +345,12 @@ void VirtioPciTransport::msix_changed(uint16_t vector, const pci::MsixVector& st
 }
 
 bool VirtioPciTransport::vector_pending(uint16_t vector) const {
-    auto pending = [vector](const IrqSource& s) { return s.vector == vector && !s.bound_gsi && readable(s.fd.get()); };
+    auto pending = [vector](const IrqSource& s) { return s.vector == vector && waiting(s); };
     if (pending(config_irq_)) return true;
     return std::any_of(queue_irqs_.begin(), queue_irqs_.end(), pending);
 }
+
+bool VirtioPciTransport::waiting(const IrqSource& source) { return !source.bound_gsi && readable(source.fd.get()); }
 
 void VirtioPciTransport::update_notify_bindings() {
     const std::optional<uint64_t> at = config_.bar_address(0);

@@ -25,8 +25,12 @@
 // signal_* are called on the VMM thread. One mutex guards the transport state; it is never held while
 // calling the device, except read_config/write_config (which the devices make cheap and non-blocking).
 //
-// Not supported (refused at create()): devices with VIRTIO shared memory regions. No snapshot state:
-// the VMM offers this transport to vhost-user devices only, which cannot be snapshotted anyway.
+// Not supported (refused at create()): devices with VIRTIO shared memory regions.
+//
+// Snapshots: save_state()/restore_state() carry the common virtio state and the function's own: config
+// space (command register, BAR 0 placement, MSI-X enable and mask), the MSI-X table, the vector of each
+// queue and of config changes, the interrupts pending on masked vectors (the PBA), ISR and
+// ConfigGeneration (layout in pci_transport_state.cpp).
 #pragma once
 
 #include <atomic>
@@ -108,6 +112,16 @@ public:
     std::optional<uint64_t> bar_address(unsigned bar) const override;
     uint64_t bar_size(unsigned bar) const override { return bar == 0 ? kBar0Size : 0; }
 
+    // Snapshot (VMM thread, vCPUs paused): quiesces the device (requests in flight complete), then
+    // returns the function's state in a versioned byte format.
+    std::vector<uint8_t> save_state();
+    // Restore into a function the driver has not touched (VMM thread, before the vCPUs run, guest memory
+    // already restored). The bytes come from a file: everything is checked against this function and
+    // guest memory first, and a bad blob is refused with the state left as it was. The function then
+    // decodes where it did and routes each vector as it did; a device the driver had set DRIVER_OK on
+    // is activated again, its queues continuing at their used rings' idx.
+    Result<void> restore_state(std::span<const uint8_t> bytes);
+
     // VirtioInterrupt (VMM thread).
     void signal_used_queue(uint16_t queue) override;
     void signal_config_change() override;
@@ -133,6 +147,8 @@ private:
     void rebind(IrqSource& source);
     void msix_changed(uint16_t vector, const pci::MsixVector& state);
     bool vector_pending(uint16_t vector) const;
+    // An interrupt waits in the source's eventfd, unbound: its vector's PBA bit.
+    static bool waiting(const IrqSource& source);
     void update_notify_bindings();
     void raise(IrqSource& source, uint8_t isr_bit);
 
