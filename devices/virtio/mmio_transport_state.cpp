@@ -24,11 +24,9 @@ constexpr uint32_t kKnownInterruptBits = 3;  // used buffer, config change
 std::vector<uint8_t> VirtioMmioTransport::save_state() {
     // Completions write used rings and may raise the interrupt: before the registers are read.
     device().quiesce();
-    virtio::StateWriter w;
     std::lock_guard lock(mutex_);
     const virtio::CommonState common = core_->save();
-    w.put<uint8_t>(kStateVersion);
-    virtio::put_head(w, common);
+    virtio::StateWriter w = virtio::start_blob(kStateVersion, common);
     w.put<uint32_t>(shm_sel_);
     w.put<uint32_t>(word(kInterruptStatusOffset).load(std::memory_order_acquire));  // pairs with signal_*
     w.put<uint32_t>(word(kConfigGenerationOffset).load(std::memory_order_acquire));
@@ -38,16 +36,10 @@ std::vector<uint8_t> VirtioMmioTransport::save_state() {
 
 Result<void> VirtioMmioTransport::restore_state(std::span<const uint8_t> bytes) {
     const std::string what = "virtio-mmio state (device id " + std::to_string(device().device_id()) + ")";
-    if (bytes.size() < kHeaderBytes)
-        return fail(what + ": " + std::to_string(bytes.size()) + " bytes, shorter than its header");
     virtio::StateReader r(bytes);
-    const auto version = r.get<uint8_t>();
-    if (version != kStateVersion) return fail(what + ": unsupported version " + std::to_string(version));
-    auto common = virtio::get_head(r, device().device_id(), num_queues(), what);
+    const virtio::BlobLayout layout{kStateVersion, kHeaderBytes, kHeaderBytes + virtio::kSavedQueueBytes * num_queues()};
+    auto common = virtio::open_blob(r, bytes, layout, device().device_id(), num_queues(), what);
     if (!common) return std::unexpected(common.error());
-    const size_t want = kHeaderBytes + virtio::kSavedQueueBytes * num_queues();
-    if (bytes.size() != want)
-        return fail(what + ": " + std::to_string(bytes.size()) + " bytes, want " + std::to_string(want));
     const auto shm_sel = r.get<uint32_t>();
     const auto interrupt_status = r.get<uint32_t>();
     const auto config_generation = r.get<uint32_t>();

@@ -104,6 +104,11 @@ public:
     // One line for the SIGUSR1 report: status, MSI-X state and where each interrupt eventfd goes.
     std::string describe() const;
 
+    // VirtioInterrupt (VMM thread).
+    void signal_used_queue(uint16_t queue) override;
+    void signal_config_change() override;
+    void needs_reset() override;
+
     // pci::PciDevice (vCPU threads). guest-controlled: offsets, sizes and values.
     uint32_t config_read(uint16_t offset, unsigned size) override;
     void config_write(uint16_t offset, unsigned size, uint32_t value) override;
@@ -122,10 +127,6 @@ public:
     // is activated again, its queues continuing at their used rings' idx.
     Result<void> restore_state(std::span<const uint8_t> bytes);
 
-    // VirtioInterrupt (VMM thread).
-    void signal_used_queue(uint16_t queue) override;
-    void signal_config_change() override;
-    void needs_reset() override;
 
 private:
     // An interrupt eventfd and where it goes: the vector the driver chose, the GSI it is bound to now.

@@ -34,13 +34,14 @@ struct SavedIrq {
 std::vector<uint8_t> VirtioPciTransport::save_state() {
     // Completions write used rings and may raise interrupts: before the state is read.
     device().quiesce();
-    virtio::StateWriter w;
+    // Atomics, which need no lock: pair with raise() and signal_config_change().
+    const uint8_t isr = isr_.load(std::memory_order_acquire);
+    const uint8_t config_generation = config_generation_.load(std::memory_order_acquire);
     std::lock_guard lock(mutex_);
     const virtio::CommonState common = core_->save();
-    w.put<uint8_t>(kStateVersion);
-    virtio::put_head(w, common);
-    w.put<uint8_t>(isr_.load(std::memory_order_acquire));  // pairs with raise()
-    w.put<uint8_t>(config_generation_.load(std::memory_order_acquire));
+    virtio::StateWriter w = virtio::start_blob(kStateVersion, common);
+    w.put<uint8_t>(isr);
+    w.put<uint8_t>(config_generation);
     w.put<uint16_t>(config_irq_.vector);
     w.put<uint8_t>(waiting(config_irq_) ? 1 : 0);
     for (uint16_t at = 0; at < pci::kConfigSpaceSize; at += 4) w.put<uint32_t>(config_.read(at, 4));
@@ -59,16 +60,10 @@ std::vector<uint8_t> VirtioPciTransport::save_state() {
 
 Result<void> VirtioPciTransport::restore_state(std::span<const uint8_t> bytes) {
     const std::string what = "virtio-pci state (device id " + std::to_string(device().device_id()) + ")";
-    if (bytes.size() < kHeaderBytes)
-        return fail(what + ": " + std::to_string(bytes.size()) + " bytes, shorter than its header");
     virtio::StateReader r(bytes);
-    const auto version = r.get<uint8_t>();
-    if (version != kStateVersion) return fail(what + ": unsupported version " + std::to_string(version));
-    auto common = virtio::get_head(r, device().device_id(), num_queues(), what);
+    const virtio::BlobLayout layout{kStateVersion, kHeaderBytes, kHeaderBytes + kVectorBytes * msix_vectors() + kQueueBytes * num_queues()};
+    auto common = virtio::open_blob(r, bytes, layout, device().device_id(), num_queues(), what);
     if (!common) return std::unexpected(common.error());
-    const size_t want = kHeaderBytes + kVectorBytes * msix_vectors() + kQueueBytes * num_queues();
-    if (bytes.size() != want)
-        return fail(what + ": " + std::to_string(bytes.size()) + " bytes, want " + std::to_string(want));
     const auto isr = r.get<uint8_t>();
     const auto config_generation = r.get<uint8_t>();
     std::vector<SavedIrq> irqs(1);  // [0]: config changes, then one per queue

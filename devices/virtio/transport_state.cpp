@@ -2,7 +2,9 @@
 
 namespace kite::virtio {
 
-void put_head(StateWriter& w, const CommonState& s) {
+StateWriter start_blob(uint8_t version, const CommonState& s) {
+    StateWriter w;
+    w.put<uint8_t>(version);
     w.put<uint32_t>(s.device_id);
     w.put<uint16_t>(static_cast<uint16_t>(s.queues.size()));
     w.put<uint32_t>(s.driver.status);
@@ -10,6 +12,7 @@ void put_head(StateWriter& w, const CommonState& s) {
     w.put<uint32_t>(s.driver.driver_features_sel);
     w.put<uint64_t>(s.driver.driver_features);
     w.put<uint32_t>(s.driver.queue_sel);
+    return w;
 }
 
 void put_queue(StateWriter& w, const SavedQueue& q) {
@@ -21,7 +24,12 @@ void put_queue(StateWriter& w, const SavedQueue& q) {
     w.put<uint64_t>(q.config.used.value());
 }
 
-Result<CommonState> get_head(StateReader& r, uint32_t device_id, size_t num_queues, const std::string& what) {
+Result<CommonState> open_blob(StateReader& r, std::span<const uint8_t> bytes, const BlobLayout& layout,
+                              uint32_t device_id, size_t num_queues, const std::string& what) {
+    if (bytes.size() < layout.header_bytes)
+        return fail(what + ": " + std::to_string(bytes.size()) + " bytes, shorter than its header");
+    const auto version = r.get<uint8_t>();
+    if (version != layout.version) return fail(what + ": unsupported version " + std::to_string(version));
     CommonState s;
     s.device_id = r.get<uint32_t>();
     if (s.device_id != device_id)
@@ -31,6 +39,8 @@ Result<CommonState> get_head(StateReader& r, uint32_t device_id, size_t num_queu
     if (saved_queues != num_queues)
         return fail(what + ": " + std::to_string(saved_queues) + " queues saved, the device has " +
                     std::to_string(num_queues));
+    if (bytes.size() != layout.total_bytes)
+        return fail(what + ": " + std::to_string(bytes.size()) + " bytes, want " + std::to_string(layout.total_bytes));
     s.driver.status = r.get<uint32_t>();
     s.driver.device_features_sel = r.get<uint32_t>();
     s.driver.driver_features_sel = r.get<uint32_t>();

@@ -67,13 +67,22 @@ struct CommonState {
 inline constexpr size_t kCommonHeadBytes = 30;
 inline constexpr size_t kSavedQueueBytes = 29;
 
-void put_head(StateWriter& w, const CommonState& s);
+// A blob's start: its version byte and the common head.
+StateWriter start_blob(uint8_t version, const CommonState& s);
 void put_queue(StateWriter& w, const SavedQueue& q);
 
-// Reads the head and checks that it is for this device (`device_id`, `num_queues`); the caller then
-// checks the blob's length (the queue count fixes it) before reading the rest. `what` names the blob
-// in errors. The queues stay empty.
-Result<CommonState> get_head(StateReader& r, uint32_t device_id, size_t num_queues, const std::string& what);
+// How long a transport's blob is: `header_bytes` up to its first queue record, `total_bytes` in all (for
+// this device's queue count), and its version byte.
+struct BlobLayout {
+    uint8_t version;
+    size_t header_bytes;
+    size_t total_bytes;
+};
+// Reads a blob's version byte and common head, checking in turn that the blob holds its header, has
+// `layout`'s version, is for this device (`device_id`, `num_queues`) and is `layout.total_bytes` long.
+// `what` names the blob in errors. The queues stay empty: the caller reads them after its own fields.
+Result<CommonState> open_blob(StateReader& r, std::span<const uint8_t> bytes, const BlobLayout& layout,
+                              uint32_t device_id, size_t num_queues, const std::string& what);
 // Reads one queue; refuses a ready flag that is not 0 or 1.
 Result<SavedQueue> get_queue(StateReader& r, const std::string& what);
 
