@@ -211,6 +211,9 @@ Result<std::shared_ptr<VirtioPciTransport>> VmBuilder::add_pci_transport(std::sh
     auto slot = pci_root_->add(*transport);
     if (!slot) return std::unexpected(slot.error());
     vm_->add_diagnostic([t = *transport] { return t->describe(); });
+    // Like the virtio-mmio transports' states (snapshots refuse vhost-user devices before reaching these).
+    vm_->add_device_state({fmt::format("virtio-pci-{:02x}", *slot), [t = *transport] { return t->save_state(); },
+                           [t = *transport](std::span<const uint8_t> b) { return t->restore_state(b); }});
     spdlog::info("virtio device id {} on PCI 00:{:02x}.0, BAR 0 at {:#x}, MSI-X vectors on GSIs {}-{}",
                  (*transport)->device().device_id(), *slot, *bar, *gsi, *gsi + (*transport)->msix_vectors() - 1);
     return transport;

@@ -4,6 +4,10 @@
 
 namespace kite::virtio {
 
+bool acceptable_features(uint64_t driver_features, uint64_t offered) {
+    return !(driver_features & ~offered) && (driver_features & kFeatureVersion1);
+}
+
 StatusUpdate apply_status_write(uint32_t current, uint32_t written, uint64_t driver_features, uint64_t offered,
                                 LogLimit& log, std::string_view transport) {
     // DEVICE_NEEDS_RESET is the device's bit: a driver may leave it out or write back what it read
@@ -16,7 +20,7 @@ StatusUpdate apply_status_write(uint32_t current, uint32_t written, uint64_t dri
     uint32_t added = written & ~current;
     uint32_t next = current | written;
     if (added & kStatusFeaturesOk) {
-        if ((driver_features & ~offered) || !(driver_features & kFeatureVersion1)) {
+        if (!acceptable_features(driver_features, offered)) {
             log.warn("{}: features {:#x} refused (offered {:#x}, VERSION_1 required)", transport, driver_features,
                      offered);
             next &= ~kStatusFeaturesOk;

@@ -16,6 +16,10 @@ struct StatusUpdate {
     bool activate;    // DRIVER_OK was just set: activate the device
 };
 
+// The features a driver may accept: a subset of the offered ones, VERSION_1 included (also what a
+// restored snapshot must hold).
+bool acceptable_features(uint64_t driver_features, uint64_t offered);
+
 // guest-controlled: written (non-zero). `transport` names the transport in warnings.
 StatusUpdate apply_status_write(uint32_t current, uint32_t written, uint64_t driver_features, uint64_t offered,
                                 LogLimit& log, std::string_view transport);

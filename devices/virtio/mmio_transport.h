@@ -47,21 +47,48 @@
 #include "base/error.h"
 #include "base/event_fd.h"
 #include "base/fd.h"
-#include "base/log_limit.h"
 #include "devices/bus_device.h"
+#include "devices/virtio/transport_core.h"
 #include "devices/virtio/virtio_device.h"
 #include "memory/guest_memory.h"
 
 namespace kite {
 
-class VirtioMmioTransport final : public BusDevice,
-                                  public VirtioInterrupt,
-                                  public std::enable_shared_from_this<VirtioMmioTransport> {
+class VirtioMmioTransport final : public BusDevice, public VirtioInterrupt {
 public:
-    static constexpr uint64_t kQueueNotifyOffset = 0x50;
-    static constexpr uint64_t kInterruptStatusOffset = 0x60;
-    static constexpr uint64_t kInterruptAckOffset = 0x64;
-    static constexpr uint64_t kConfigGenerationOffset = 0xfc;
+    // Register offsets (VIRTIO 1.2, 4.2.2 "MMIO Device Register Layout"); the VMM binds kQueueNotifyOffset
+    // and kInterruptAckOffset to KVM ioeventfds.
+    enum Register : uint64_t {
+        kMagicValue = 0x000,
+        kVersion = 0x004,
+        kDeviceId = 0x008,
+        kVendorIdReg = 0x00c,
+        kDeviceFeatures = 0x010,
+        kDeviceFeaturesSel = 0x014,
+        kDriverFeatures = 0x020,
+        kDriverFeaturesSel = 0x024,
+        kQueueSel = 0x030,
+        kQueueNumMax = 0x034,
+        kQueueNum = 0x038,
+        kQueueReady = 0x044,
+        kQueueNotifyOffset = 0x050,
+        kInterruptStatusOffset = 0x060,
+        kInterruptAckOffset = 0x064,
+        kStatus = 0x070,
+        kQueueDescLow = 0x080,
+        kQueueDescHigh = 0x084,
+        kQueueDriverLow = 0x090,
+        kQueueDriverHigh = 0x094,
+        kQueueDeviceLow = 0x0a0,
+        kQueueDeviceHigh = 0x0a4,
+        kShmSel = 0x0ac,
+        kShmLenLow = 0x0b0,
+        kShmLenHigh = 0x0b4,
+        kShmBaseLow = 0x0b8,
+        kShmBaseHigh = 0x0bc,
+        kConfigGenerationOffset = 0x0fc,
+    };
+    // InterruptStatus bit 0; the sink below absorbs an InterruptACK of exactly this value.
     static constexpr uint32_t kInterruptUsedBuffer = 1;
     static constexpr uint64_t kConfigOffset = 0x100;
     // Size of the MMIO window to register on the bus and describe in ACPI / virtio_mmio.device=.
@@ -79,12 +106,12 @@ public:
     // Resets an active device: call on the VMM thread (or after the io_context stopped).
     ~VirtioMmioTransport() override;
 
-    int kick_fd(unsigned queue) const { return queue < kick_fds_.size() ? kick_fds_[queue].get() : -1; }
-    unsigned num_queues() const { return static_cast<unsigned>(kick_fds_.size()); }
+    int kick_fd(unsigned queue) const { return core_->kick_fd(queue); }
+    unsigned num_queues() const { return core_->num_queues(); }
     int irq_fd() const { return irq_fd_.get(); }
     // -1 unless the device's InterruptStatus always reports a used buffer (see the top of this file).
     int used_ack_sink_fd() const { return used_ack_sink_.get(); }
-    VirtioDevice& device() { return *device_; }
+    VirtioDevice& device() { return core_->device(); }
 
     std::span<const std::byte> register_page() const { return {page_.get(), kWindowSize}; }
     // Register and config reads that reached the transport: with the page mapped, only the VMM's own.
@@ -109,12 +136,7 @@ public:
     void needs_reset() override;
 
 private:
-    struct QueueState {
-        uint16_t max_size = 0;
-        QueueConfig config;
-    };
-
-    VirtioMmioTransport(std::shared_ptr<VirtioDevice> device, GuestMemory& memory, asio::io_context& io);
+    VirtioMmioTransport() = default;
 
     std::atomic_ref<uint32_t> word(uint64_t offset) const;
     void put(uint64_t offset, uint32_t value) const;
@@ -122,33 +144,20 @@ private:
     void render_config(bool changed);  // changed: the driver must see a new ConfigGeneration regardless
     void write_register(uint64_t offset, uint32_t value);
     void write_queue_register(uint64_t offset, uint32_t value);
-    void write_status(uint32_t value);
-    void reset_locked();
-    void post_activate_locked(bool restored = false);
     void trigger();
 
-    std::shared_ptr<VirtioDevice> device_;
-    GuestMemory& memory_;
-    asio::io_context& io_;
-    std::vector<EventFd> kick_fds_;
     EventFd irq_fd_;
     EventFd used_ack_sink_;
-    LogLimit log_;
     // kInterruptUsedBuffer for a device whose status always reports one (see the top), else 0.
     uint32_t always_set_interrupt_bits_ = 0;
     std::shared_ptr<std::byte> page_;  // the register page; its words change only through word()/put()
     std::atomic<uint64_t> reads_handled_{0};
     std::mutex config_mutex_;  // one config copy into the page at a time (vCPU and VMM threads)
 
-    std::mutex mutex_;  // guards everything below except the atomics
-    uint32_t status_ = 0;
-    uint32_t device_features_sel_ = 0;
-    uint32_t driver_features_sel_ = 0;
-    uint64_t driver_features_ = 0;
-    uint32_t queue_sel_ = 0;
+    std::mutex mutex_;  // guards the core and shm_sel_
     uint32_t shm_sel_ = 0;
-    std::vector<QueueState> queues_;
-    bool device_active_ = false;  // activate() was posted since the last reset
+    // Declared last, destroyed first: it resets an active device while the eventfds above still exist.
+    std::unique_ptr<virtio::TransportCore> core_;
 };
 
 }  // namespace kite

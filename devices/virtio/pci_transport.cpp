@@ -4,39 +4,53 @@
 
 #include <algorithm>
 #include <array>
+#include <cstddef>
 #include <cstring>
 
 #include "base/asio_loop.h"
 #include "base/event_fd.h"
-#include "devices/virtio/device_status.h"
-#include "devices/virtio/queue.h"
 #include "devices/virtio/spec.h"
 
 namespace kite {
 
 namespace {
 
-// struct virtio_pci_common_cfg (VIRTIO 1.2, 4.1.4.3), offsets within the common configuration.
-enum Common : uint64_t {
-    kDeviceFeatureSelect = 0x00,
-    kDeviceFeature = 0x04,
-    kDriverFeatureSelect = 0x08,
-    kDriverFeature = 0x0c,
-    kConfigMsixVector = 0x10,
-    kNumQueues = 0x12,
-    kDeviceStatus = 0x14,
-    kConfigGeneration = 0x15,
-    kQueueSelect = 0x16,
-    kQueueSize = 0x18,
-    kQueueMsixVector = 0x1a,
-    kQueueEnable = 0x1c,
-    kQueueNotifyOff = 0x1e,
-    kQueueDesc = 0x20,
-    kQueueDriver = 0x28,
-    kQueueDevice = 0x30,
-    kQueueNotifyData = 0x38,
-    kQueueReset = 0x3a,
+// struct virtio_pci_common_cfg (VIRTIO 1.2, 4.1.4.3): the common configuration, as the driver sees it.
+struct CommonCfg {
+    uint32_t device_feature_select;
+    uint32_t device_feature;
+    uint32_t driver_feature_select;
+    uint32_t driver_feature;
+    uint16_t config_msix_vector;
+    uint16_t num_queues;
+    uint8_t device_status;
+    uint8_t config_generation;
+    uint16_t queue_select;
+    uint16_t queue_size;
+    uint16_t queue_msix_vector;
+    uint16_t queue_enable;
+    uint16_t queue_notify_off;
+    uint64_t queue_desc;
+    uint64_t queue_driver;
+    uint64_t queue_device;
+    uint16_t queue_notify_data;
+    uint16_t queue_reset;
 };
+static_assert(sizeof(CommonCfg) == VirtioPciTransport::kCommonSize && offsetof(CommonCfg, queue_reset) == 0x3a);
+
+// The fields written by offset (the driver writes one field at a time).
+constexpr uint64_t kDeviceFeatureSelect = offsetof(CommonCfg, device_feature_select);
+constexpr uint64_t kDriverFeatureSelect = offsetof(CommonCfg, driver_feature_select);
+constexpr uint64_t kDriverFeature = offsetof(CommonCfg, driver_feature);
+constexpr uint64_t kConfigMsixVector = offsetof(CommonCfg, config_msix_vector);
+constexpr uint64_t kDeviceStatus = offsetof(CommonCfg, device_status);
+constexpr uint64_t kQueueSelect = offsetof(CommonCfg, queue_select);
+constexpr uint64_t kQueueSize = offsetof(CommonCfg, queue_size);
+constexpr uint64_t kQueueMsixVector = offsetof(CommonCfg, queue_msix_vector);
+constexpr uint64_t kQueueEnable = offsetof(CommonCfg, queue_enable);
+constexpr uint64_t kQueueDesc = offsetof(CommonCfg, queue_desc);
+constexpr uint64_t kQueueDriver = offsetof(CommonCfg, queue_driver);
+constexpr uint64_t kQueueNotifyData = offsetof(CommonCfg, queue_notify_data);
 
 // virtio_pci_cap.cfg_type (4.1.4)
 enum CapType : uint8_t { kCapCommon = 1, kCapNotify = 2, kCapIsr = 3, kCapDevice = 4 };
@@ -90,38 +104,34 @@ Result<std::shared_ptr<VirtioPciTransport>> VirtioPciTransport::create(std::shar
                                 device->device_id()));
     if (device->queue_max_sizes().empty() || device->queue_max_sizes().size() > kMaxQueues)
         return fail(fmt::format("virtio-pci: {} queues; 1 to {} fit", device->queue_max_sizes().size(), kMaxQueues));
-    std::shared_ptr<VirtioPciTransport> t(new VirtioPciTransport(std::move(device), memory, io, host, first_gsi));
-    if (auto ok = t->init(bar0); !ok) return std::unexpected(ok.error());
+    std::shared_ptr<VirtioPciTransport> t(
+        new VirtioPciTransport(static_cast<uint16_t>(device->device_id()), host, first_gsi));
+    auto core = virtio::TransportCore::create(std::move(device), memory, io, "virtio-pci",
+                                              virtio::TransportCore::SizeAtReset::kMaximum);
+    if (!core) return std::unexpected(core.error());
+    t->core_ = std::move(*core);
+    if (auto ok = t->init(bar0, t); !ok) return std::unexpected(ok.error());
     return t;
 }
 
-VirtioPciTransport::VirtioPciTransport(std::shared_ptr<VirtioDevice> device, GuestMemory& memory,
-                                       asio::io_context& io, PciInterruptHost& host, uint32_t first_gsi)
-    : device_(std::move(device)),
-      memory_(memory),
-      io_(io),
-      host_(host),
+VirtioPciTransport::VirtioPciTransport(uint16_t device_id, PciInterruptHost& host, uint32_t first_gsi)
+    : host_(host),
       first_gsi_(first_gsi),
-      config_(pci::DeviceIds{kVendorId, static_cast<uint16_t>(kDeviceIdBase + device_->device_id()), 1,
-                             class_code(device_->device_id()), kVendorId,
-                             static_cast<uint16_t>(kDeviceIdBase + device_->device_id())}) {}
+      config_(pci::DeviceIds{kVendorId, static_cast<uint16_t>(kDeviceIdBase + device_id), 1, class_code(device_id),
+                             kVendorId, static_cast<uint16_t>(kDeviceIdBase + device_id)}) {}
 
-Result<void> VirtioPciTransport::init(uint64_t bar0) {
-    for (uint16_t max : device_->queue_max_sizes()) {
-        QueueState q;
-        q.max_size = max;
-        q.config.size = max;
-        auto kick = EventFd::create();
-        if (!kick) return std::unexpected(kick.error());
+Result<void> VirtioPciTransport::init(uint64_t bar0, std::weak_ptr<VirtioPciTransport> self) {
+    std::vector<BorrowedFd> calls;
+    for (unsigned q = 0; q < num_queues(); ++q) {
         auto call = EventFd::create();
         if (!call) return std::unexpected(call.error());
-        q.kick = std::move(*kick);
-        q.irq.fd = std::move(*call);
-        queues_.push_back(std::move(q));
+        queue_irqs_.push_back(IrqSource{std::move(*call), kNoVector, std::nullopt});
+        calls.push_back(queue_irqs_.back().fd.borrow());
     }
     auto config_fd = EventFd::create();
     if (!config_fd) return std::unexpected(config_fd.error());
     config_irq_.fd = std::move(*config_fd);
+    core_->attach(std::move(self), BorrowedFd(), std::move(calls));
 
     if (!config_.add_memory_bar(0, kBar0Size, bar0, false, false))
         return fail(fmt::format("virtio-pci: BAR 0 at {:#x} is not a {:#x}-aligned 32-bit address", bar0, kBar0Size));
@@ -141,11 +151,6 @@ Result<void> VirtioPciTransport::init(uint64_t bar0) {
     if (at == 0) return fail("virtio-pci: config space is full");
     msix_control_offset_ = static_cast<uint16_t>(at + 2);
     return {};
-}
-
-VirtioPciTransport::~VirtioPciTransport() {
-    // The device may hold a reference to this transport as its VirtioInterrupt until it is reset.
-    if (device_active_) device_->reset();
 }
 
 uint32_t VirtioPciTransport::config_read(uint16_t offset, unsigned size) {
@@ -171,7 +176,7 @@ void VirtioPciTransport::bar_read(unsigned bar, uint64_t offset, std::span<uint8
     std::fill(data.begin(), data.end(), 0);
     if (bar != 0) return;
     if (offset >= kDeviceConfigOffset && offset < kDeviceConfigOffset + kDeviceConfigSize) {
-        device_->read_config(offset - kDeviceConfigOffset, data);
+        device().read_config(offset - kDeviceConfigOffset, data);
         return;
     }
     if (offset == kIsrOffset) {  // reading clears it (4.1.4.5)
@@ -191,12 +196,12 @@ void VirtioPciTransport::bar_read(unsigned bar, uint64_t offset, std::span<uint8
 void VirtioPciTransport::bar_write(unsigned bar, uint64_t offset, std::span<const uint8_t> data) {
     if (bar != 0) return;
     if (offset >= kDeviceConfigOffset && offset < kDeviceConfigOffset + kDeviceConfigSize) {
-        device_->write_config(offset - kDeviceConfigOffset, data);
+        device().write_config(offset - kDeviceConfigOffset, data);
         return;
     }
     if (offset >= kNotifyOffset && offset < kNotifyOffset + uint64_t{num_queues()} * kNotifyMultiplier) {
         // A notification the ioeventfd did not take (another width, or the BAR moved meanwhile).
-        queues_[(offset - kNotifyOffset) / kNotifyMultiplier].kick.signal();
+        core_->notify((offset - kNotifyOffset) / kNotifyMultiplier);
         return;
     }
     std::lock_guard lock(mutex_);
@@ -205,38 +210,37 @@ void VirtioPciTransport::bar_write(unsigned bar, uint64_t offset, std::span<cons
     } else if (offset >= kMsixTableOffset && offset < kMsixTableOffset + msix_->table_size()) {
         msix_->table_write(offset - kMsixTableOffset, data);
     } else {
-        log_.warn("virtio-pci: {}-byte write at BAR 0 offset {:#x} ignored", data.size(), offset);
+        core_->log().warn("virtio-pci: {}-byte write at BAR 0 offset {:#x} ignored", data.size(), offset);
     }
 }
 
 void VirtioPciTransport::common_read(uint64_t offset, std::span<uint8_t> data) {
-    std::array<uint8_t, kCommonSize> image{};
-    auto put = [&image](uint64_t at, auto value) { std::memcpy(&image[at], &value, sizeof value); };
-    const uint64_t features = device_->device_features();
-    put(kDeviceFeatureSelect, device_features_sel_);
-    put(kDeviceFeature, device_features_sel_ < 2 ? uint32_t(features >> (32 * device_features_sel_)) : 0u);
-    put(kDriverFeatureSelect, driver_features_sel_);
-    put(kDriverFeature, driver_features_sel_ < 2 ? uint32_t(driver_features_ >> (32 * driver_features_sel_)) : 0u);
-    put(kConfigMsixVector, config_irq_.vector);
-    put(kNumQueues, static_cast<uint16_t>(num_queues()));
-    put(kDeviceStatus, status_);
-    put(kConfigGeneration, config_generation_.load(std::memory_order_acquire));
-    put(kQueueSelect, queue_sel_);
-    if (queue_sel_ < queues_.size()) {
-        const QueueState& q = queues_[queue_sel_];
-        put(kQueueSize, q.config.size);
-        put(kQueueMsixVector, q.irq.vector);
-        put(kQueueEnable, static_cast<uint16_t>(q.config.ready ? 1 : 0));
-        put(kQueueNotifyOff, queue_sel_);
-        put(kQueueDesc, q.config.desc.value());
-        put(kQueueDriver, q.config.avail.value());
-        put(kQueueDevice, q.config.used.value());
-        put(kQueueNotifyData, queue_sel_);
-    } else {
-        put(kQueueMsixVector, kNoVector);
+    const virtio::TransportCore& core = *core_;
+    CommonCfg image;
+    std::memset(&image, 0, sizeof image);  // the padding at the end too: the driver may read it
+    image.device_feature_select = core.device_features_sel();
+    image.device_feature = core.device_features_word();
+    image.driver_feature_select = core.driver_features_sel();
+    image.driver_feature = core.driver_features_word();
+    image.config_msix_vector = config_irq_.vector;
+    image.num_queues = static_cast<uint16_t>(num_queues());
+    image.device_status = static_cast<uint8_t>(core.status());
+    image.config_generation = config_generation_.load(std::memory_order_acquire);
+    image.queue_select = static_cast<uint16_t>(core.queue_sel());
+    image.queue_msix_vector = kNoVector;
+    if (const auto* q = core.selected()) {
+        image.queue_size = q->config.size;
+        image.queue_msix_vector = queue_irqs_[image.queue_select].vector;
+        image.queue_enable = q->config.ready ? 1 : 0;
+        image.queue_notify_off = image.queue_select;
+        image.queue_desc = q->config.desc.value();
+        image.queue_driver = q->config.avail.value();
+        image.queue_device = q->config.used.value();
+        image.queue_notify_data = image.queue_select;
     }
     // guest-controlled: offset and size; the caller checked that offset is inside.
-    std::memcpy(data.data(), &image[offset], std::min<uint64_t>(data.size(), kCommonSize - offset));
+    std::memcpy(data.data(), reinterpret_cast<const uint8_t*>(&image) + offset,
+                std::min<uint64_t>(data.size(), kCommonSize - offset));
 }
 
 void VirtioPciTransport::common_write(uint64_t offset, std::span<const uint8_t> data) {
@@ -244,68 +248,49 @@ void VirtioPciTransport::common_write(uint64_t offset, std::span<const uint8_t> 
     const uint64_t value = little_endian(data);  // guest-controlled
     auto is = [&](uint64_t field, unsigned width) { return offset == field && size == width; };
     if (is(kDeviceFeatureSelect, 4)) {
-        device_features_sel_ = static_cast<uint32_t>(value);
+        core_->select_device_features(static_cast<uint32_t>(value));
     } else if (is(kDriverFeatureSelect, 4)) {
-        driver_features_sel_ = static_cast<uint32_t>(value);
+        core_->select_driver_features(static_cast<uint32_t>(value));
     } else if (is(kDriverFeature, 4)) {
-        if (status_ & virtio::kStatusFeaturesOk) {
-            log_.warn("virtio-pci: driver_feature written after FEATURES_OK, ignored");
-        } else if (driver_features_sel_ < 2) {
-            const unsigned shift = 32 * driver_features_sel_;
-            driver_features_ = (driver_features_ & ~(0xffffffffull << shift)) | (value << shift);
-        }
+        core_->write_driver_features(static_cast<uint32_t>(value));
     } else if (is(kConfigMsixVector, 2)) {
         set_vector(config_irq_, checked_vector(static_cast<uint16_t>(value)));
     } else if (is(kDeviceStatus, 1)) {
-        write_status(static_cast<uint8_t>(value));
+        if (core_->write_status(static_cast<uint8_t>(value))) reset_locked();
     } else if (is(kQueueSelect, 2)) {
-        queue_sel_ = static_cast<uint16_t>(value);
+        core_->select_queue(static_cast<uint16_t>(value));
     } else if (is(kQueueSize, 2) || is(kQueueMsixVector, 2) || is(kQueueEnable, 2) ||
                (offset >= kQueueDesc && offset < kQueueNotifyData && (size == 4 || size == 8) && offset % size == 0)) {
         write_queue_field(offset, size, value);
     } else {
-        log_.warn("virtio-pci: {}-byte write at common config {:#x} ignored", size, offset);
+        core_->log().warn("virtio-pci: {}-byte write at common config {:#x} ignored", size, offset);
     }
 }
 
 void VirtioPciTransport::write_queue_field(uint64_t offset, unsigned size, uint64_t value) {
-    if (queue_sel_ >= queues_.size()) {
-        log_.warn("virtio-pci: queue field {:#x} written for absent queue {}", offset, queue_sel_);
-        return;
-    }
-    QueueState& q = queues_[queue_sel_];
+    // The vector may change while the device runs: the driver re-routes interrupts without a reset.
     if (offset == kQueueMsixVector) {
-        set_vector(q.irq, checked_vector(static_cast<uint16_t>(value)));
+        if (core_->selected()) set_vector(queue_irqs_[core_->queue_sel()], checked_vector(static_cast<uint16_t>(value)));
+        else core_->log().warn("virtio-pci: queue_msix_vector written for absent queue {}", core_->queue_sel());
         return;
     }
-    if (status_ & virtio::kStatusDriverOk) {
-        log_.warn("virtio-pci: queue field {:#x} written after DRIVER_OK, ignored", offset);
-        return;
-    }
-    if (q.config.ready) {
-        log_.warn("virtio-pci: queue {} field {:#x} written while enabled, ignored", queue_sel_, offset);
-        return;
-    }
+    QueueConfig* q = core_->configurable_queue(offset);
+    if (!q || !core_->stopped(*q, offset)) return;
     if (offset == kQueueEnable) {
         if (value != 1) {
-            log_.warn("virtio-pci: queue_enable {} ignored (only 1 may be written)", value);
+            core_->log().warn("virtio-pci: queue_enable {} ignored (only 1 may be written)", value);
             return;
         }
-        if (auto ok = Queue::validate(memory_, q.config, q.max_size); !ok) {
-            log_.warn("virtio-pci: queue {} refused: {}", queue_sel_, ok.error().message);
-            status_ |= virtio::kStatusDeviceNeedsReset;
-            return;
-        }
-        q.config.ready = true;
+        core_->enable_selected_queue();
         return;
     }
     if (offset == kQueueSize) {
-        q.config.size = static_cast<uint16_t>(value);
+        q->size = static_cast<uint16_t>(value);
         return;
     }
     // The three ring addresses: 8 bytes at once, or either 4-byte half.
     const uint64_t field = offset & ~7ull;
-    GuestAddress& address = field == kQueueDesc ? q.config.desc : field == kQueueDriver ? q.config.avail : q.config.used;
+    GuestAddress& address = field == kQueueDesc ? q->desc : field == kQueueDriver ? q->avail : q->used;
     uint64_t now = address.value();
     if (size == 8) now = value;
     else if (offset % 8 == 0) now = (now & ~0xffffffffull) | value;
@@ -313,59 +298,11 @@ void VirtioPciTransport::write_queue_field(uint64_t offset, unsigned size, uint6
     address = GuestAddress(now);
 }
 
-void VirtioPciTransport::write_status(uint8_t value) {
-    if (value == 0) {
-        reset_locked();
-        return;
-    }
-    auto update = virtio::apply_status_write(status_, value, driver_features_, device_->device_features(), log_,
-                                             "virtio-pci");
-    status_ = static_cast<uint8_t>(update.status);
-    if (update.activate) post_activate_locked();
-}
-
-void VirtioPciTransport::post_activate_locked() {
-    std::vector<QueueConfig> configs;
-    std::vector<int> kicks, calls;
-    for (const QueueState& q : queues_) {
-        configs.push_back(q.config);
-        kicks.push_back(q.kick.get());
-        calls.push_back(q.irq.fd.get());
-    }
-    device_active_ = true;
-    std::weak_ptr<VirtioPciTransport> weak = weak_from_this();
-    asio::post(io_, [weak, configs = std::move(configs), kicks = std::move(kicks), calls = std::move(calls),
-                     features = driver_features_] {
-        auto self = weak.lock();
-        if (!self) return;
-        ActivateContext ctx{self->memory_, configs, kicks, -1, *self, self->io_, features, false, calls};
-        if (auto r = self->device_->activate(std::move(ctx)); !r) {
-            self->log_.warn("virtio-pci: device {} failed to activate: {}", self->device_->device_id(),
-                            r.error().message);
-            self->needs_reset();
-        }
-    });
-}
-
+// After the core's reset: the vectors and the ISR are this transport's own.
 void VirtioPciTransport::reset_locked() {
-    const bool was_active = device_active_;
-    status_ = 0;
-    device_features_sel_ = driver_features_sel_ = 0;
-    driver_features_ = 0;
-    queue_sel_ = 0;
-    for (QueueState& q : queues_) {
-        q.config = QueueConfig{};
-        q.config.size = q.max_size;
-        set_vector(q.irq, kNoVector);
-    }
+    for (IrqSource& source : queue_irqs_) set_vector(source, kNoVector);
     set_vector(config_irq_, kNoVector);
     isr_.store(0, std::memory_order_release);
-    device_active_ = false;
-    if (!was_active) return;
-    std::weak_ptr<VirtioPciTransport> weak = weak_from_this();
-    asio::post(io_, [weak] {
-        if (auto self = weak.lock()) self->device_->reset();
-    });
 }
 
 uint16_t VirtioPciTransport::checked_vector(uint16_t vector) const {
@@ -384,13 +321,13 @@ void VirtioPciTransport::rebind(IrqSource& source) {
     if (want == source.bound_gsi) return;
     if (source.bound_gsi) {
         if (auto ok = host_.unbind_irqfd(source.fd.get(), *source.bound_gsi); !ok)
-            log_.warn("virtio-pci: {}", ok.error().message);
+            core_->log().warn("virtio-pci: {}", ok.error().message);
         source.bound_gsi.reset();
     }
     if (!want) return;
     // Binding an eventfd that already counts events makes KVM inject at once: nothing pending is lost.
     if (auto ok = host_.bind_irqfd(source.fd.get(), *want); !ok) {
-        log_.warn("virtio-pci: {}", ok.error().message);
+        core_->log().warn("virtio-pci: {}", ok.error().message);
         return;
     }
     source.bound_gsi = want;
@@ -400,32 +337,34 @@ void VirtioPciTransport::msix_changed(uint16_t vector, const pci::MsixVector& st
     // The route first: binding an irqfd below may inject at once.
     if (state.deliverable) {
         if (auto ok = host_.set_msi_route(first_gsi_ + vector, state.address, state.data); !ok)
-            log_.warn("virtio-pci: MSI-X vector {}: {}", vector, ok.error().message);
+            core_->log().warn("virtio-pci: MSI-X vector {}: {}", vector, ok.error().message);
     }
     if (config_irq_.vector == vector) rebind(config_irq_);
-    for (QueueState& q : queues_)
-        if (q.irq.vector == vector) rebind(q.irq);
+    for (IrqSource& source : queue_irqs_)
+        if (source.vector == vector) rebind(source);
 }
 
 bool VirtioPciTransport::vector_pending(uint16_t vector) const {
-    auto pending = [vector](const IrqSource& s) { return s.vector == vector && !s.bound_gsi && readable(s.fd.get()); };
+    auto pending = [vector](const IrqSource& s) { return s.vector == vector && waiting(s); };
     if (pending(config_irq_)) return true;
-    return std::any_of(queues_.begin(), queues_.end(), [&](const QueueState& q) { return pending(q.irq); });
+    return std::any_of(queue_irqs_.begin(), queue_irqs_.end(), pending);
 }
+
+bool VirtioPciTransport::waiting(const IrqSource& source) { return !source.bound_gsi && readable(source.fd.get()); }
 
 void VirtioPciTransport::update_notify_bindings() {
     const std::optional<uint64_t> at = config_.bar_address(0);
     bar0_decode_.store(at.value_or(~0ull), std::memory_order_release);
     if (at == notify_bound_at_) return;
     for (unsigned q = 0; q < num_queues(); ++q) {
-        const int fd = queues_[q].kick.get();
+        const int fd = core_->kick_fd(q);
         const uint64_t offset = kNotifyOffset + uint64_t{q} * kNotifyMultiplier;
         if (notify_bound_at_)
             if (auto ok = host_.unbind_ioeventfd(fd, *notify_bound_at_ + offset, 0, std::nullopt); !ok)
-                log_.warn("virtio-pci: {}", ok.error().message);
+                core_->log().warn("virtio-pci: {}", ok.error().message);
         if (at)
             if (auto ok = host_.bind_ioeventfd(fd, *at + offset, 0, std::nullopt); !ok)
-                log_.warn("virtio-pci: {}", ok.error().message);
+                core_->log().warn("virtio-pci: {}", ok.error().message);
     }
     notify_bound_at_ = at;
 }
@@ -438,10 +377,11 @@ std::string VirtioPciTransport::describe() const {
                            s.bound_gsi ? fmt::format("-> GSI {}", *s.bound_gsi) : std::string("(not deliverable)"));
     };
     std::string out = fmt::format("virtio-pci device {} at BAR {:#x}: status {:#x}, MSI-X {}{}; config {}",
-                                  device_->device_id(), bar0_decode_.load(std::memory_order_acquire), status_,
+                                  core_->device().device_id(), bar0_decode_.load(std::memory_order_acquire),
+                                  core_->status(),
                                   msix_->enabled() ? "enabled" : "disabled",
                                   msix_->function_masked() ? " (function masked)" : "", where(config_irq_));
-    for (size_t q = 0; q < queues_.size(); ++q) out += fmt::format("; queue {} {}", q, where(queues_[q].irq));
+    for (size_t q = 0; q < queue_irqs_.size(); ++q) out += fmt::format("; queue {} {}", q, where(queue_irqs_[q]));
     return out;
 }
 
@@ -451,7 +391,7 @@ void VirtioPciTransport::raise(IrqSource& source, uint8_t isr_bit) {
 }
 
 void VirtioPciTransport::signal_used_queue(uint16_t queue) {
-    if (queue < queues_.size()) raise(queues_[queue].irq, kIsrQueue);
+    if (queue < queue_irqs_.size()) raise(queue_irqs_[queue], kIsrQueue);
 }
 
 void VirtioPciTransport::signal_config_change() {
@@ -462,8 +402,7 @@ void VirtioPciTransport::signal_config_change() {
 void VirtioPciTransport::needs_reset() {
     {
         std::lock_guard lock(mutex_);
-        if (status_ == 0) return;  // the driver reset the device meanwhile: nothing left to flag
-        status_ |= virtio::kStatusDeviceNeedsReset;
+        if (!core_->flag_needs_reset()) return;
     }
     raise(config_irq_, kIsrConfig);
 }

@@ -25,8 +25,12 @@
 // signal_* are called on the VMM thread. One mutex guards the transport state; it is never held while
 // calling the device, except read_config/write_config (which the devices make cheap and non-blocking).
 //
-// Not supported (refused at create()): devices with VIRTIO shared memory regions. No snapshot state:
-// the VMM offers this transport to vhost-user devices only, which cannot be snapshotted anyway.
+// Not supported (refused at create()): devices with VIRTIO shared memory regions.
+//
+// Snapshots: save_state()/restore_state() carry the common virtio state and the function's own: config
+// space (command register, BAR 0 placement, MSI-X enable and mask), the MSI-X table, the vector of each
+// queue and of config changes, the interrupts pending on masked vectors (the PBA), ISR and
+// ConfigGeneration (layout in pci_transport_state.cpp).
 #pragma once
 
 #include <atomic>
@@ -40,10 +44,10 @@
 #include "base/error.h"
 #include "base/event_fd.h"
 #include "base/fd.h"
-#include "base/log_limit.h"
 #include "devices/pci/config_space.h"
 #include "devices/pci/msix.h"
 #include "devices/pci/pci_device.h"
+#include "devices/virtio/transport_core.h"
 #include "devices/virtio/virtio_device.h"
 #include "memory/guest_memory.h"
 
@@ -66,9 +70,7 @@ public:
                                           std::optional<uint64_t> datamatch) = 0;
 };
 
-class VirtioPciTransport final : public pci::PciDevice,
-                                 public VirtioInterrupt,
-                                 public std::enable_shared_from_this<VirtioPciTransport> {
+class VirtioPciTransport final : public pci::PciDevice, public VirtioInterrupt {
 public:
     static constexpr uint16_t kVendorId = 0x1af4;
     static constexpr uint16_t kDeviceIdBase = 0x1040;
@@ -90,16 +92,22 @@ public:
     static Result<std::shared_ptr<VirtioPciTransport>> create(std::shared_ptr<VirtioDevice> device, GuestMemory& memory,
                                                               asio::io_context& io, PciInterruptHost& host,
                                                               uint64_t bar0, uint32_t first_gsi);
-    ~VirtioPciTransport() override;
+    // The core, destroyed first, resets an active device.
+    ~VirtioPciTransport() override = default;
 
-    unsigned num_queues() const { return static_cast<unsigned>(queues_.size()); }
-    uint16_t msix_vectors() const { return static_cast<uint16_t>(queues_.size() + 1); }
-    int kick_fd(unsigned queue) const { return queue < queues_.size() ? queues_[queue].kick.get() : -1; }
-    int call_fd(unsigned queue) const { return queue < queues_.size() ? queues_[queue].irq.fd.get() : -1; }
+    unsigned num_queues() const { return core_->num_queues(); }
+    uint16_t msix_vectors() const { return static_cast<uint16_t>(num_queues() + 1); }
+    int kick_fd(unsigned queue) const { return core_->kick_fd(queue); }
+    int call_fd(unsigned queue) const { return queue < queue_irqs_.size() ? queue_irqs_[queue].fd.get() : -1; }
     int config_fd() const { return config_irq_.fd.get(); }
-    VirtioDevice& device() { return *device_; }
+    VirtioDevice& device() { return core_->device(); }
     // One line for the SIGUSR1 report: status, MSI-X state and where each interrupt eventfd goes.
     std::string describe() const;
+
+    // VirtioInterrupt (VMM thread).
+    void signal_used_queue(uint16_t queue) override;
+    void signal_config_change() override;
+    void needs_reset() override;
 
     // pci::PciDevice (vCPU threads). guest-controlled: offsets, sizes and values.
     uint32_t config_read(uint16_t offset, unsigned size) override;
@@ -109,10 +117,16 @@ public:
     std::optional<uint64_t> bar_address(unsigned bar) const override;
     uint64_t bar_size(unsigned bar) const override { return bar == 0 ? kBar0Size : 0; }
 
-    // VirtioInterrupt (VMM thread).
-    void signal_used_queue(uint16_t queue) override;
-    void signal_config_change() override;
-    void needs_reset() override;
+    // Snapshot (VMM thread, vCPUs paused): quiesces the device (requests in flight complete), then
+    // returns the function's state in a versioned byte format.
+    std::vector<uint8_t> save_state();
+    // Restore into a function the driver has not touched (VMM thread, before the vCPUs run, guest memory
+    // already restored). The bytes come from a file: everything is checked against this function and
+    // guest memory first, and a bad blob is refused with the state left as it was. The function then
+    // decodes where it did and routes each vector as it did; a device the driver had set DRIVER_OK on
+    // is activated again, its queues continuing at their used rings' idx.
+    Result<void> restore_state(std::span<const uint8_t> bytes);
+
 
 private:
     // An interrupt eventfd and where it goes: the vector the driver chose, the GSI it is bound to now.
@@ -121,54 +135,39 @@ private:
         uint16_t vector = kNoVector;
         std::optional<uint32_t> bound_gsi;
     };
-    struct QueueState {
-        uint16_t max_size = 0;
-        QueueConfig config;
-        EventFd kick;
-        IrqSource irq;  // the queue's interrupt eventfd (call_fd)
-    };
 
-    VirtioPciTransport(std::shared_ptr<VirtioDevice> device, GuestMemory& memory, asio::io_context& io,
-                       PciInterruptHost& host, uint32_t first_gsi);
-    Result<void> init(uint64_t bar0);
+    VirtioPciTransport(uint16_t device_id, PciInterruptHost& host, uint32_t first_gsi);
+    Result<void> init(uint64_t bar0, std::weak_ptr<VirtioPciTransport> self);
 
     void common_read(uint64_t offset, std::span<uint8_t> data);
     void common_write(uint64_t offset, std::span<const uint8_t> data);
     void write_queue_field(uint64_t offset, unsigned size, uint64_t value);
-    void write_status(uint8_t value);
     void reset_locked();
-    void post_activate_locked();
     uint16_t checked_vector(uint16_t vector) const;
     void set_vector(IrqSource& source, uint16_t vector);
     void rebind(IrqSource& source);
     void msix_changed(uint16_t vector, const pci::MsixVector& state);
     bool vector_pending(uint16_t vector) const;
+    // An interrupt waits in the source's eventfd, unbound: its vector's PBA bit.
+    static bool waiting(const IrqSource& source);
     void update_notify_bindings();
     void raise(IrqSource& source, uint8_t isr_bit);
 
-    std::shared_ptr<VirtioDevice> device_;
-    GuestMemory& memory_;
-    asio::io_context& io_;
     PciInterruptHost& host_;
     const uint32_t first_gsi_;
-    LogLimit log_;
 
     mutable std::mutex mutex_;  // everything below
     pci::ConfigSpace config_;
     uint16_t msix_control_offset_ = 0;  // Message Control's offset in config space
     std::optional<pci::Msix> msix_;
-    std::vector<QueueState> queues_;
+    std::vector<IrqSource> queue_irqs_;  // each queue's interrupt eventfd (call_fd)
     IrqSource config_irq_;
     std::optional<uint64_t> notify_bound_at_;  // BAR 0 address the ioeventfds are bound at
     std::atomic<uint64_t> bar0_decode_{~0ull};   // bar_address(0) for lock-free lookups; ~0 = none
     std::atomic<uint8_t> isr_{0};
     std::atomic<uint8_t> config_generation_{0};
-    uint8_t status_ = 0;
-    uint32_t device_features_sel_ = 0;
-    uint32_t driver_features_sel_ = 0;
-    uint64_t driver_features_ = 0;
-    uint16_t queue_sel_ = 0;
-    bool device_active_ = false;
+    // Declared last, destroyed first: it resets an active device while the eventfds above still exist.
+    std::unique_ptr<virtio::TransportCore> core_;
 };
 
 }  // namespace kite

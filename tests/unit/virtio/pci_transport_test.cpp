@@ -14,6 +14,7 @@
 #include "devices/virtio/pci_transport.h"
 #include "devices/virtio/spec.h"
 #include "fake_queue.h"
+#include "pci_driver.h"
 
 using namespace kite;
 using namespace kite::test;
@@ -52,100 +53,22 @@ public:
     uint32_t id = 2;
 };
 
-// Records what the transport asks of KVM: routes, and which fds are bound where.
-class Host : public PciInterruptHost {
-public:
-    Result<void> set_msi_route(uint32_t gsi, uint64_t address, uint32_t data) override {
-        routes[gsi] = {address, data};
-        return {};
-    }
-    Result<void> bind_irqfd(int fd, uint32_t gsi) override {
-        irqfds[fd] = gsi;
-        return {};
-    }
-    Result<void> unbind_irqfd(int fd, uint32_t gsi) override {
-        CHECK(irqfds[fd] == gsi);
-        irqfds.erase(fd);
-        return {};
-    }
-    Result<void> bind_ioeventfd(int fd, uint64_t address, uint32_t length, std::optional<uint64_t> datamatch) override {
-        ioeventfds[fd] = {address, length, datamatch};
-        return {};
-    }
-    Result<void> unbind_ioeventfd(int fd, uint64_t address, uint32_t length, std::optional<uint64_t> datamatch) override {
-        CHECK(ioeventfds[fd] == std::tuple(address, length, datamatch));
-        ioeventfds.erase(fd);
-        return {};
-    }
-    std::map<uint32_t, std::pair<uint64_t, uint32_t>> routes;
-    std::map<int, uint32_t> irqfds;
-    std::map<int, std::tuple<uint64_t, uint32_t, std::optional<uint64_t>>> ioeventfds;
-};
-
-struct Fixture {
-    Fixture() : t(*T::create(device, mem, io, host, kBar, kGsi)) {}
+struct Bench {
     HeapMemory mem{1 << 20};
     asio::io_context io;
-    Host host;
+    RecordingHost host;
     std::shared_ptr<Device> device = std::make_shared<Device>();
-    std::shared_ptr<T> t;
+    std::shared_ptr<T> t = *T::create(device, mem, io, host, kBar, kGsi);
+};
 
-    uint32_t cfg(uint16_t offset, unsigned size = 4) { return t->config_read(offset, size); }
-    void set_cfg(uint16_t offset, unsigned size, uint32_t value) { t->config_write(offset, size, value); }
-    uint64_t bar(uint64_t offset, unsigned size) {
-        uint64_t value = 0;
-        t->bar_read(0, offset, std::span(reinterpret_cast<uint8_t*>(&value), size));
-        return value;
-    }
-    void set_bar(uint64_t offset, unsigned size, uint64_t value) {
-        t->bar_write(0, offset, std::span(reinterpret_cast<const uint8_t*>(&value), size));
-    }
-    void enable_memory() { set_cfg(0x04, 2, 0x6); }  // Memory Space and Bus Master
-    // Offset of the first capability with `id` (and, for vendor capabilities, cfg_type `type`).
-    uint16_t find_cap(uint8_t id, uint8_t type = 0) {
-        for (uint16_t at = cfg(0x34, 1); at != 0; at = cfg(at + 1, 1))
-            if (cfg(at, 1) == id && (type == 0 || cfg(at + 3, 1) == type)) return at;
-        return 0;
-    }
-    void enable_msix() {
-        uint16_t cap = find_cap(0x11);
-        set_cfg(cap + 2, 2, 0x8000);
-    }
-    void program_vector(uint16_t vector, uint64_t address, uint32_t data, bool masked) {
-        uint64_t entry = T::kMsixTableOffset + 16 * vector;
-        set_bar(entry, 8, address);
-        set_bar(entry + 8, 4, data);
-        set_bar(entry + 12, 4, masked ? 1 : 0);
-    }
-    void status(uint8_t s) { set_bar(0x14, 1, s); }
-    uint8_t status() { return static_cast<uint8_t>(bar(0x14, 1)); }
-    void negotiate(uint64_t features) {
-        status(virtio::kStatusAcknowledge | virtio::kStatusDriver);
-        set_bar(0x08, 4, 0);
-        set_bar(0x0c, 4, uint32_t(features));
-        set_bar(0x08, 4, 1);
-        set_bar(0x0c, 4, uint32_t(features >> 32));
-        status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk);
-    }
-    void setup_queue(uint16_t q, const QueueConfig& c) {
-        set_bar(0x16, 2, q);
-        set_bar(0x18, 2, c.size);
-        set_bar(0x20, 4, uint32_t(c.desc.value()));  // in halves, as Linux writes them
-        set_bar(0x24, 4, uint32_t(c.desc.value() >> 32));
-        set_bar(0x28, 8, c.avail.value());
-        set_bar(0x30, 8, c.used.value());
-        set_bar(0x1c, 2, 1);
-    }
+struct Fixture : Bench, PciDriver {
+    Fixture() : PciDriver(*t) {}
+
     void run() {
         io.restart();
         io.poll();
     }
 };
-
-bool readable_count(int fd) {
-    uint64_t v = 0;
-    return ::read(fd, &v, sizeof v) == sizeof v && v > 0;
-}
 
 }  // namespace
 
@@ -374,7 +297,7 @@ TEST_CASE("virtio-pci: odd accesses are ignored and read as zero") {
 TEST_CASE("virtio-pci: devices with shared memory regions are refused") {
     HeapMemory mem{1 << 20};
     asio::io_context io;
-    Host host;
+    RecordingHost host;
     auto device = std::make_shared<Device>();
     device->shm = {{0, GuestAddress(0x1'0000'0000), 0x200000}};
     auto t = T::create(device, mem, io, host, kBar, kGsi);
@@ -385,7 +308,7 @@ TEST_CASE("virtio-pci: devices with shared memory regions are refused") {
 TEST_CASE("virtio-pci: a device id whose PCI device id would not fit 16 bits is refused") {
     HeapMemory mem{1 << 20};
     asio::io_context io;
-    Host host;
+    RecordingHost host;
     auto device = std::make_shared<Device>();
     device->id = 0xffff - 0x1040 + 1;
     auto t = T::create(device, mem, io, host, kBar, kGsi);
