@@ -14,8 +14,6 @@ namespace {
 // passed as split rings), NOTIFICATION_DATA (38, the kick eventfd carries no data).
 constexpr uint64_t kHiddenFeatures = kFeatureProtocolFeatures | (1ull << 26) | (1ull << 33) | (1ull << 34) | (1ull << 38);
 
-std::vector<BorrowedFd> borrowed(const std::vector<int>& fds) { return {fds.begin(), fds.end()}; }
-
 }  // namespace
 
 VhostUserDevice::VhostUserDevice(VhostUserDeviceConfig config, std::vector<VhostMemoryRegion> memory,
@@ -68,8 +66,7 @@ void VhostUserDevice::write_config(uint64_t offset, std::span<const uint8_t> dat
 }
 
 Result<void> VhostUserDevice::activate(ActivateContext ctx) {
-    active_ = ActiveRings{&ctx.memory,   ctx.queues,   borrowed(ctx.kick_fds), BorrowedFd(ctx.irq_fd),
-                          ctx.driver_features, borrowed(ctx.call_fds)};
+    active_ = ActiveRings{&ctx.memory, ctx.queues, ctx.kick_fds, ctx.irq_fd, ctx.driver_features, ctx.call_fds};
     interrupt_ = &ctx.interrupt;
     if (!connection_->online()) {
         // The back-end is away: the rings start when it is back (or when a new attempt finds it).

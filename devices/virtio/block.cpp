@@ -121,14 +121,9 @@ Result<void> BlockDevice::activate(ActivateContext ctx) {
     auto engine = BlockEngine::create(fd_.get(), ctx.io, [this](uint64_t tag, int64_t r) { on_done(tag, r); },
                                       try_io_uring_);
     if (!engine) return std::unexpected(engine.error());
-    auto max = queue_max_sizes();
-    auto queues = serve_queues(ctx, max, [this](uint16_t) { process(); });
-    if (!queues) return std::unexpected(queues.error());
-    memory_ = &ctx.memory;
-    interrupt_ = &ctx.interrupt;
+    if (auto r = active_.activate(ctx, queue_max_sizes(), [this](uint16_t) { process(); }); !r) return r;
     features_ = ctx.driver_features;
     engine_ = std::move(*engine);
-    queues_ = std::move(*queues);
     process();
     return {};
 }
@@ -136,10 +131,8 @@ Result<void> BlockDevice::activate(ActivateContext ctx) {
 void BlockDevice::reset() {
     if (engine_) engine_->cancel_all();  // the kernel is done with guest memory before we return
     pending_.clear();
-    queues_.clear();
+    active_.reset();
     engine_.reset();
-    memory_ = nullptr;
-    interrupt_ = nullptr;
 }
 
 void BlockDevice::quiesce() {
@@ -147,30 +140,24 @@ void BlockDevice::quiesce() {
 }
 
 void BlockDevice::process() {
-    if (queues_.empty() || !queues_[0]) return;
-    Queue& q = queues_[0]->queue;
+    if (active_.queues.empty() || !active_.queues[0]) return;
+    Queue& q = active_.queues[0]->queue;
     in_process_ = true;
-    int budget = queues_[0]->budget();
-    while (true) {
-        if (budget-- == 0) {
-            queues_[0]->kick_again();
-            break;
-        }
-        auto chain = q.pop();
-        if (!chain) break;
-        handle(*chain);
-    }
+    active_.queues[0]->drain([this](DescriptorChain& chain) {
+        handle(chain);
+        return true;
+    });
     in_process_ = false;
-    notify_or_flag(q, 0, *interrupt_);
+    notify_or_flag(q, 0, *active_.interrupt);
 }
 
 void BlockDevice::complete(uint16_t head, std::optional<GuestAddress> status, uint8_t status_value,
                            uint32_t used_len) {
-    if (queues_.empty() || !queues_[0]) return;
-    Queue& q = queues_[0]->queue;
-    if (status && !memory_->write_obj(*status, status_value)) used_len = 0;
+    if (active_.queues.empty() || !active_.queues[0]) return;
+    Queue& q = active_.queues[0]->queue;
+    if (status && !active_.memory->write_obj(*status, status_value)) used_len = 0;
     if (!q.add_used(head, used_len)) log_.warn("virtio-blk: cannot return request {}", head);
-    if (!in_process_) notify_or_flag(q, 0, *interrupt_);
+    if (!in_process_) notify_or_flag(q, 0, *active_.interrupt);
 }
 
 void BlockDevice::on_done(uint64_t tag, int64_t result) {
@@ -195,8 +182,8 @@ void BlockDevice::handle(DescriptorChain& chain) {
         log_.warn("virtio-blk: request without a status byte");
         return complete(head, std::nullopt, 0, 0);
     }
-    ChainReader reader(*memory_, std::move(buffers->readable));
-    ChainWriter writer(*memory_, std::move(buffers->writable));
+    ChainReader reader(*active_.memory, std::move(buffers->readable));
+    ChainWriter writer(*active_.memory, std::move(buffers->writable));
     auto header = reader.read_obj<RequestHeader>();  // guest-controlled
     if (!header) return complete(head, status, kStatusIoErr, 1);
 

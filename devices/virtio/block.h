@@ -72,10 +72,8 @@ private:
     bool try_io_uring_;
     std::vector<uint8_t> config_;
 
-    GuestMemory* memory_ = nullptr;
-    VirtioInterrupt* interrupt_ = nullptr;
+    ActiveQueues active_;
     uint64_t features_ = 0;
-    std::vector<std::optional<ServedQueue>> queues_;
     std::unique_ptr<BlockEngine> engine_;
     std::unordered_map<uint64_t, Pending> pending_;
     uint64_t next_tag_ = 0;

@@ -31,44 +31,31 @@ void ConsoleDevice::enqueue_input(std::span<const std::byte> bytes) {
 }
 
 Result<void> ConsoleDevice::activate(ActivateContext ctx) {
-    auto max = queue_max_sizes();
-    auto queues = serve_queues(ctx, max, [this](uint16_t q) {
+    auto served = active_.activate(ctx, queue_max_sizes(), [this](uint16_t q) {
         if (q == kReceiveQueue) deliver_input();
         if (q == kTransmitQueue) transmit();
     });
-    if (!queues) return std::unexpected(queues.error());
-    memory_ = &ctx.memory;
-    interrupt_ = &ctx.interrupt;
-    queues_ = std::move(*queues);
+    if (!served) return served;
     transmit();
     deliver_input();
     return {};
 }
 
 void ConsoleDevice::reset() {
-    queues_.clear();
-    memory_ = nullptr;
-    interrupt_ = nullptr;
+    active_.reset();
 }
 
 void ConsoleDevice::deliver_input() {
-    if (queues_.size() <= kReceiveQueue || !queues_[kReceiveQueue]) return;
-    Queue& q = queues_[kReceiveQueue]->queue;
+    if (active_.queues.size() <= kReceiveQueue || !active_.queues[kReceiveQueue]) return;
+    Queue& q = active_.queues[kReceiveQueue]->queue;
     std::vector<std::byte> piece;
-    int budget = queues_[kReceiveQueue]->budget();
-    while (!pending_input_.empty()) {
-        if (budget-- == 0) {
-            queues_[kReceiveQueue]->kick_again();
-            break;
-        }
-        auto chain = q.pop();
-        if (!chain) break;  // pop() armed avail_event: the driver kicks when it adds buffers
+    auto serve = [&](DescriptorChain& chain) {
         uint32_t written = 0;
-        auto buffers = chain->collect();
+        auto buffers = chain.collect();
         if (!buffers) {
             log_.warn("virtio-console: bad receive buffer: {}", buffers.error().message);
         } else {
-            ChainWriter writer(*memory_, std::move(buffers->writable));
+            ChainWriter writer(*active_.memory, std::move(buffers->writable));
             size_t n = static_cast<size_t>(std::min<uint64_t>(writer.remaining(), pending_input_.size()));
             piece.assign(pending_input_.begin(), pending_input_.begin() + n);
             if (writer.write(piece)) {
@@ -76,37 +63,31 @@ void ConsoleDevice::deliver_input() {
                 written = static_cast<uint32_t>(n);
             }
         }
-        if (!q.add_used(chain->head(), written)) break;
-    }
-    notify_or_flag(q, kReceiveQueue, *interrupt_);
+        return q.add_used(chain.head(), written);
+    };
+    active_.queues[kReceiveQueue]->drain(serve, [this] { return !pending_input_.empty(); });
+    notify_or_flag(q, kReceiveQueue, *active_.interrupt);
 }
 
 void ConsoleDevice::transmit() {
-    if (queues_.size() <= kTransmitQueue || !queues_[kTransmitQueue]) return;
-    Queue& q = queues_[kTransmitQueue]->queue;
+    if (active_.queues.size() <= kTransmitQueue || !active_.queues[kTransmitQueue]) return;
+    Queue& q = active_.queues[kTransmitQueue]->queue;
     std::vector<std::byte> piece;
-    int budget = queues_[kTransmitQueue]->budget();
-    while (true) {
-        if (budget-- == 0) {
-            queues_[kTransmitQueue]->kick_again();
-            break;
-        }
-        auto chain = q.pop();
-        if (!chain) break;
-        auto buffers = chain->collect();
+    active_.queues[kTransmitQueue]->drain([&](DescriptorChain& chain) {
+        auto buffers = chain.collect();
         if (!buffers) {
             log_.warn("virtio-console: bad transmit buffer: {}", buffers.error().message);
         } else {
-            ChainReader reader(*memory_, std::move(buffers->readable));
+            ChainReader reader(*active_.memory, std::move(buffers->readable));
             while (reader.remaining() > 0) {
                 piece.resize(std::min(reader.remaining(), kOutputPiece));
                 if (!reader.read(piece)) break;
                 sink_(piece);
             }
         }
-        if (!q.add_used(chain->head(), 0)) break;
-    }
-    notify_or_flag(q, kTransmitQueue, *interrupt_);
+        return q.add_used(chain.head(), 0);
+    });
+    notify_or_flag(q, kTransmitQueue, *active_.interrupt);
 }
 
 }  // namespace kite

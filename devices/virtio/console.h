@@ -43,9 +43,7 @@ private:
 
     Sink sink_;
     std::deque<std::byte> pending_input_;
-    GuestMemory* memory_ = nullptr;
-    VirtioInterrupt* interrupt_ = nullptr;
-    std::vector<std::optional<ServedQueue>> queues_;
+    ActiveQueues active_;
     LogLimit log_;
 };
 

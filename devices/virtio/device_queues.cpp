@@ -1,6 +1,6 @@
 #include "devices/virtio/device_queues.h"
 
-#include <unistd.h>
+#include "base/event_fd.h"
 
 namespace kite {
 
@@ -16,7 +16,7 @@ Result<std::vector<std::optional<ServedQueue>>> serve_queues(const ActivateConte
         if (ctx.restored)
             if (auto at = queue->start_at_used_idx(); !at) return fail("queue " + std::to_string(i) + ": " + at.error().message);
         uint16_t index = static_cast<uint16_t>(i);
-        auto kick = FdWatcher::create(ctx.io, ctx.kick_fds[i], FdWatcher::Mode::kDrainEventfd,
+        auto kick = FdWatcher::create(ctx.io, ctx.kick_fds[i].get(), FdWatcher::Mode::kDrainEventfd,
                                       [on_kick, index] { on_kick(index); });
         if (!kick) return std::unexpected(kick.error());
         out[i] = ServedQueue{std::move(*queue), std::move(*kick), ctx.kick_fds[i]};
@@ -24,9 +24,22 @@ Result<std::vector<std::optional<ServedQueue>>> serve_queues(const ActivateConte
     return out;
 }
 
-void ServedQueue::kick_again() const {
-    uint64_t one = 1;
-    [[maybe_unused]] ssize_t n = ::write(kick_fd, &one, sizeof one);
+void ServedQueue::kick_again() const { signal_eventfd(kick_fd); }
+
+Result<void> ActiveQueues::activate(const ActivateContext& ctx, std::span<const uint16_t> max_sizes,
+                                    std::function<void(uint16_t)> on_kick) {
+    auto served = serve_queues(ctx, max_sizes, std::move(on_kick));
+    if (!served) return std::unexpected(served.error());
+    queues = std::move(*served);
+    memory = &ctx.memory;
+    interrupt = &ctx.interrupt;
+    return {};
+}
+
+void ActiveQueues::reset() {
+    queues.clear();
+    memory = nullptr;
+    interrupt = nullptr;
 }
 
 void notify_or_flag(Queue& queue, uint16_t index, VirtioInterrupt& interrupt) {

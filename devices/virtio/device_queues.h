@@ -2,11 +2,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
+#include <utility>
 #include <vector>
 
+#include "base/fd.h"
 #include "base/fd_watcher.h"
 #include "base/log_limit.h"
 #include "devices/virtio/queue.h"
@@ -18,13 +21,48 @@ namespace kite {
 struct ServedQueue {
     Queue queue;
     std::unique_ptr<FdWatcher> kick;
-    int kick_fd = -1;  // borrowed from the transport
+    BorrowedFd kick_fd;  // the transport owns it
 
     // Chains one pass may serve. A guest can keep a queue busy forever (a device write landing on the
     // avail ring, say), so a pass stops after a queue's worth and kick_again() schedules the next pass
     // behind whatever else the VMM thread has to do.
     int budget() const { return queue.size(); }
     void kick_again() const;
+
+    // One pass over the ring, the loop every built-in device runs: while `more()` holds, pops a chain
+    // and hands it to `serve`, which returns false to end the pass (its chain could not be returned).
+    // Stops when the ring is empty (pop() armed avail_event: the driver kicks when it adds buffers) or
+    // after one budget of chains, when it schedules the next pass.
+    template <class Serve, class More>
+    void drain(Serve&& serve, More&& more) {
+        for (int left = budget(); more(); --left) {
+            if (left == 0) {
+                kick_again();
+                return;
+            }
+            auto chain = queue.pop();
+            if (!chain || !serve(*chain)) return;
+        }
+    }
+    template <class Serve>
+    void drain(Serve&& serve) {
+        drain(std::forward<Serve>(serve), [] { return true; });
+    }
+};
+
+// What an active built-in device holds between activate() and reset(): the activation's guest memory and
+// interrupt, and its served queues. Every device activates and resets through it.
+struct ActiveQueues {
+    GuestMemory* memory = nullptr;
+    VirtioInterrupt* interrupt = nullptr;
+    std::vector<std::optional<ServedQueue>> queues;
+
+    // serve_queues() below, then takes the context's memory and interrupt; nothing changes on failure.
+    Result<void> activate(const ActivateContext& ctx, std::span<const uint16_t> max_sizes,
+                          std::function<void(uint16_t)> on_kick);
+    void reset();
+    // Queue `index` if the driver set it up, else null.
+    ServedQueue* get(size_t index) { return index < queues.size() && queues[index] ? &*queues[index] : nullptr; }
 };
 
 // Builds the ready queues of ctx (nullopt for queues the driver left unused) and watches their kick fds,

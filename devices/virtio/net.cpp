@@ -50,20 +50,16 @@ Result<void> NetDevice::activate(ActivateContext ctx) {
     if (is_tap_) {
         if (auto r = set_tap_offloads(fd_.get(), ctx.driver_features); !r) return r;
     }
-    auto max = queue_max_sizes();
-    auto queues = serve_queues(ctx, max, [this](uint16_t q) {
+    auto watcher = FdWatcher::create(ctx.io, fd_.get(), FdWatcher::Mode::kLevel, [this] { receive(); });
+    if (!watcher) return std::unexpected(watcher.error());
+    auto served = active_.activate(ctx, queue_max_sizes(), [this](uint16_t q) {
         if (q == kRxQueue) {
             if (tap_watcher_) tap_watcher_->resume();
             receive();
         }
         if (q == kTxQueue) transmit();
     });
-    if (!queues) return std::unexpected(queues.error());
-    auto watcher = FdWatcher::create(ctx.io, fd_.get(), FdWatcher::Mode::kLevel, [this] { receive(); });
-    if (!watcher) return std::unexpected(watcher.error());
-    memory_ = &ctx.memory;
-    interrupt_ = &ctx.interrupt;
-    queues_ = std::move(*queues);
+    if (!served) return served;
     tap_watcher_ = std::move(*watcher);
     rx_len_ = 0;
     transmit();
@@ -72,10 +68,8 @@ Result<void> NetDevice::activate(ActivateContext ctx) {
 
 void NetDevice::reset() {
     tap_watcher_.reset();
-    queues_.clear();
+    active_.reset();
     rx_len_ = 0;
-    memory_ = nullptr;
-    interrupt_ = nullptr;
     // The next driver may accept fewer offloads; the tap must not hand it GSO frames meanwhile.
     if (is_tap_) (void)set_tap_offloads(fd_.get(), 0);
 }
@@ -98,11 +92,11 @@ bool NetDevice::read_frame() {
 }
 
 void NetDevice::receive() {
-    if (queues_.size() <= kRxQueue || !queues_[kRxQueue]) {
+    if (active_.queues.size() <= kRxQueue || !active_.queues[kRxQueue]) {
         if (tap_watcher_) tap_watcher_->pause();  // nowhere to put frames until the driver sets up rx
         return;
     }
-    Queue& q = queues_[kRxQueue]->queue;
+    Queue& q = active_.queues[kRxQueue]->queue;
     for (int i = 0; i < kRxBatch; ++i) {
         if (rx_len_ == 0 && !read_frame()) break;
         auto chain = q.pop();
@@ -116,7 +110,7 @@ void NetDevice::receive() {
         if (!buffers) {
             log_.warn("virtio-net: bad receive chain: {}", buffers.error().message);
         } else {
-            ChainWriter writer(*memory_, std::move(buffers->writable));
+            ChainWriter writer(*active_.memory, std::move(buffers->writable));
             if (writer.remaining() < rx_len_)
                 log_.warn("virtio-net: {}-byte frame dropped: receive buffer of {} bytes", rx_len_, writer.remaining());
             else if (writer.write(std::span(rx_frame_).first(rx_len_)))
@@ -125,25 +119,18 @@ void NetDevice::receive() {
         rx_len_ = 0;
         if (!q.add_used(chain->head(), used)) break;
     }
-    notify_or_flag(q, kRxQueue, *interrupt_);
+    notify_or_flag(q, kRxQueue, *active_.interrupt);
 }
 
 void NetDevice::transmit() {
-    if (queues_.size() <= kTxQueue || !queues_[kTxQueue]) return;
-    Queue& q = queues_[kTxQueue]->queue;
-    int budget = queues_[kTxQueue]->budget();
-    while (true) {
-        if (budget-- == 0) {
-            queues_[kTxQueue]->kick_again();
-            break;
-        }
-        auto chain = q.pop();
-        if (!chain) break;
-        auto buffers = chain->collect();
+    if (active_.queues.size() <= kTxQueue || !active_.queues[kTxQueue]) return;
+    Queue& q = active_.queues[kTxQueue]->queue;
+    active_.queues[kTxQueue]->drain([&](DescriptorChain& chain) {
+        auto buffers = chain.collect();
         if (!buffers) {
             log_.warn("virtio-net: bad transmit chain: {}", buffers.error().message);
         } else {
-            ChainReader reader(*memory_, std::move(buffers->readable));
+            ChainReader reader(*active_.memory, std::move(buffers->readable));
             uint64_t len = reader.remaining();  // guest-controlled
             if (len < kVnetHeaderSize || len > tx_frame_.size()) {
                 log_.warn("virtio-net: transmit of {} bytes dropped", len);
@@ -153,9 +140,9 @@ void NetDevice::transmit() {
                     log_.warn("virtio-net: tap write: {}", std::strerror(errno));
             }
         }
-        if (!q.add_used(chain->head(), 0)) break;
-    }
-    notify_or_flag(q, kTxQueue, *interrupt_);
+        return q.add_used(chain.head(), 0);
+    });
+    notify_or_flag(q, kTxQueue, *active_.interrupt);
 }
 
 }  // namespace kite

@@ -55,9 +55,7 @@ private:
     bool is_tap_;
     std::array<uint8_t, 10> config_{};  // mac[6], status, max_virtqueue_pairs
 
-    GuestMemory* memory_ = nullptr;
-    VirtioInterrupt* interrupt_ = nullptr;
-    std::vector<std::optional<ServedQueue>> queues_;
+    ActiveQueues active_;
     std::unique_ptr<FdWatcher> tap_watcher_;
     std::vector<std::byte> rx_frame_;
     size_t rx_len_ = 0;  // bytes of a frame waiting in rx_frame_, 0 if none

@@ -19,47 +19,33 @@ void RngDevice::read_config(uint64_t, std::span<uint8_t> data) {
 }
 
 Result<void> RngDevice::activate(ActivateContext ctx) {
-    auto max = queue_max_sizes();
-    auto queues = serve_queues(ctx, max, [this](uint16_t) { process(); });
-    if (!queues) return std::unexpected(queues.error());
-    memory_ = &ctx.memory;
-    interrupt_ = &ctx.interrupt;
-    queues_ = std::move(*queues);
+    if (auto r = active_.activate(ctx, queue_max_sizes(), [this](uint16_t) { process(); }); !r) return r;
     process();  // buffers made available before activation
     return {};
 }
 
 void RngDevice::reset() {
-    queues_.clear();
-    memory_ = nullptr;
-    interrupt_ = nullptr;
+    active_.reset();
 }
 
 void RngDevice::process() {
-    if (queues_.empty() || !queues_[0]) return;
-    Queue& q = queues_[0]->queue;
+    if (active_.queues.empty() || !active_.queues[0]) return;
+    Queue& q = active_.queues[0]->queue;
     std::vector<std::byte> random;
-    int budget = queues_[0]->budget();
-    while (true) {
-        if (budget-- == 0) {
-            queues_[0]->kick_again();
-            break;
-        }
-        auto chain = q.pop();
-        if (!chain) break;
+    active_.queues[0]->drain([&](DescriptorChain& chain) {
         uint32_t written = 0;
-        auto buffers = chain->collect();
+        auto buffers = chain.collect();
         if (!buffers) {
             log_.warn("virtio-rng: bad request: {}", buffers.error().message);
         } else {
-            ChainWriter writer(*memory_, std::move(buffers->writable));
+            ChainWriter writer(*active_.memory, std::move(buffers->writable));
             random.resize(std::min<uint64_t>(writer.remaining(), kMaxBytesPerRequest));
             ssize_t n = ::getrandom(random.data(), random.size(), 0);
             if (n > 0 && writer.write(std::span(random).first(static_cast<size_t>(n)))) written = uint32_t(n);
         }
-        if (!q.add_used(chain->head(), written)) break;
-    }
-    notify_or_flag(q, 0, *interrupt_);
+        return q.add_used(chain.head(), written);
+    });
+    notify_or_flag(q, 0, *active_.interrupt);
 }
 
 }  // namespace kite

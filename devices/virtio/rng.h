@@ -28,9 +28,7 @@ public:
 private:
     void process();
 
-    GuestMemory* memory_ = nullptr;
-    VirtioInterrupt* interrupt_ = nullptr;
-    std::vector<std::optional<ServedQueue>> queues_;
+    ActiveQueues active_;
     LogLimit log_;
 };
 

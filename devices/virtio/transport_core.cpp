@@ -131,19 +131,18 @@ void TransportCore::reset() {
 
 void TransportCore::post_activate(bool restored) {
     std::vector<QueueConfig> configs;
-    std::vector<int> kicks, calls;
+    std::vector<BorrowedFd> kicks, calls = call_fds_;
     for (const QueueState& q : queues_) {
         configs.push_back(q.config);
-        kicks.push_back(q.kick.get());
+        kicks.push_back(q.kick.borrow());
     }
-    for (BorrowedFd fd : call_fds_) calls.push_back(fd.get());
     device_active_ = true;
     // `this` lives as long as the owner: it is the owner's member.
     asio::post(io_, [owner = owner_, this, configs = std::move(configs), kicks = std::move(kicks),
                      calls = std::move(calls), features = regs_.driver_features, restored] {
         auto alive = owner.lock();
         if (!alive) return;
-        ActivateContext ctx{memory_, configs, kicks, irq_fd_.get(), *alive, io_, features, restored, calls};
+        ActivateContext ctx{memory_, configs, kicks, irq_fd_, *alive, io_, features, restored, calls};
         if (auto r = device_->activate(std::move(ctx)); !r) {
             log_.warn("{}: device {} failed to activate: {}", name_, device_->device_id(), r.error().message);
             alive->needs_reset();

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/fd.h"
 #include "memory/address.h"
 #include "memory/guest_memory.h"
 
@@ -48,17 +49,17 @@ public:
 struct ActivateContext {
     GuestMemory& memory;
     std::vector<QueueConfig> queues;  // index = queue number; only ready queues are to be served
-    std::vector<int> kick_fds;        // borrowed eventfds, one per queue, readable after a guest notify
-    int irq_fd = -1;                  // borrowed: the transport's interrupt eventfd (an irqfd under KVM); -1 with call_fds
+    std::vector<BorrowedFd> kick_fds;  // the transport's eventfds, one per queue, readable after a guest notify
+    BorrowedFd irq_fd;                 // the transport's interrupt eventfd (an irqfd under KVM); none with call_fds
     VirtioInterrupt& interrupt;
     asio::io_context& io;             // the VMM thread's event loop
     uint64_t driver_features = 0;     // what the driver acknowledged
     // Restored from a snapshot: each queue continues at its used ring's idx in guest memory (the
     // snapshot was taken with every popped chain completed, see VirtioDevice::quiesce) instead of 0.
     bool restored = false;
-    // Borrowed eventfds, one per queue, that interrupt the driver for that queue (virtio-pci's MSI-X
-    // vectors); empty under virtio-mmio, where irq_fd serves every queue.
-    std::vector<int> call_fds{};
+    // The transport's eventfds, one per queue, that interrupt the driver for that queue (virtio-pci's
+    // MSI-X vectors); empty under virtio-mmio, where irq_fd serves every queue.
+    std::vector<BorrowedFd> call_fds{};
 };
 
 class VirtioDevice {

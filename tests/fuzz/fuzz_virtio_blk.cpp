@@ -53,7 +53,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // desc table at 0 (16 x 16 bytes), avail ring at 0x100, used ring at 0x200.
     QueueConfig queue{16, true, GuestAddress(0), GuestAddress(0x100), GuestAddress(0x200)};
     // activate() serves every request already in the avail ring.
-    (void)device->activate(ActivateContext{memory, {queue}, {kick}, -1, interrupt, io,
+    (void)device->activate(ActivateContext{memory, {queue}, {BorrowedFd(kick)}, {}, interrupt, io,
                                            virtio::kCommonFeatures | (1ull << 13) | (1ull << 14)});
     io.poll();
     device->reset();

@@ -65,7 +65,7 @@ struct ReconnectFixture {
     }
     ActivateContext context() {
         QueueConfig queue{64, true, GuestAddress(0x1000), GuestAddress(0x2000), kUsedRing};
-        return ActivateContext{ram, {queue}, {kick.get()}, irq.get(), interrupt, io, 1ull << 32};
+        return ActivateContext{ram, {queue}, {kick}, irq, interrupt, io, 1ull << 32};
     }
     // Runs the loop until `done` or 5 s pass.
     template <class F>

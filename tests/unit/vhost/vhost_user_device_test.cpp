@@ -34,7 +34,7 @@ struct DeviceFixture {
     }
     ActivateContext context() {
         QueueConfig queue{64, true, GuestAddress(0x1000), GuestAddress(0x2000), GuestAddress(0x3000)};
-        return ActivateContext{ram, {queue}, {kick.get()}, irq.get(), interrupt, io, 1ull << 32};
+        return ActivateContext{ram, {queue}, {kick}, irq, interrupt, io, 1ull << 32};
     }
 
     std::string path;
@@ -106,8 +106,8 @@ TEST_CASE("with per-queue call fds (virtio-pci) the back-end signals the queue's
     DeviceFixture f("dev-callfds");
     UniqueFd call = test::make_eventfd();
     ActivateContext ctx = f.context();
-    ctx.irq_fd = -1;
-    ctx.call_fds = {call.get()};
+    ctx.irq_fd = BorrowedFd();
+    ctx.call_fds = {call};
     REQUIRE(f.device->activate(std::move(ctx)).has_value());
     auto wrote = f.backend.post([](Backend& b) {
         uint64_t one = 1;

@@ -47,12 +47,12 @@ public:
 
     Result<void> activate() {
         std::vector<QueueConfig> configs;
-        std::vector<int> fds;
+        std::vector<BorrowedFd> fds;
         for (size_t i = 0; i < queues.size(); ++i) {
             configs.push_back(queues[i].config());
-            fds.push_back(kicks[i].get());
+            fds.push_back(kicks[i]);
         }
-        return device_.activate(ActivateContext{memory, configs, fds, -1, interrupt, io, features_});
+        return device_.activate(ActivateContext{memory, configs, fds, {}, interrupt, io, features_});
     }
 
     // Notifies the queue and runs the loop until the device returned a chain on it (or 2 s passed:

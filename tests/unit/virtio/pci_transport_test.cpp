@@ -37,9 +37,11 @@ public:
     Result<void> activate(ActivateContext ctx) override {
         ++activations;
         queues = ctx.queues;
-        kicks = ctx.kick_fds;
-        calls = ctx.call_fds;
-        irq_fd = ctx.irq_fd;
+        kicks.clear();
+        calls.clear();
+        for (BorrowedFd fd : ctx.kick_fds) kicks.push_back(fd.get());
+        for (BorrowedFd fd : ctx.call_fds) calls.push_back(fd.get());
+        irq_fd = ctx.irq_fd.get();
         return {};
     }
     void reset() override { ++resets; }
