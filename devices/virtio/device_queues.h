@@ -61,8 +61,6 @@ struct ActiveQueues {
     Result<void> activate(const ActivateContext& ctx, std::span<const uint16_t> max_sizes,
                           std::function<void(uint16_t)> on_kick);
     void reset();
-    // Queue `index` if the driver set it up, else null.
-    ServedQueue* get(size_t index) { return index < queues.size() && queues[index] ? &*queues[index] : nullptr; }
 };
 
 // Builds the ready queues of ctx (nullopt for queues the driver left unused) and watches their kick fds,
