@@ -30,11 +30,12 @@ bool reserve_fixed(std::byte* at, uint64_t len) {
     return ::mmap(at, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) != MAP_FAILED;
 }
 
-// Replaces [at, at + len) with private zero-filled memory, atomically (a KVM memslot over the range sees
-// the old pages or the new ones, never a gap).
+// Replaces [at, at + len) with read-only private zero-filled memory, atomically (a KVM memslot over the
+// range sees the old pages or the new ones, never a gap). Read-only so that it costs no memory whatever
+// happens: reads share the kernel's zero page, and a guest write faults (ShmMemslots::repair then turns
+// the range into a hole) instead of allocating pages the guest's memory limit does not count.
 bool zero_fixed(std::byte* at, uint64_t len) {
-    return ::mmap(at, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) !=
-           MAP_FAILED;
+    return ::mmap(at, len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) != MAP_FAILED;
 }
 
 }  // namespace

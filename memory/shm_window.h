@@ -1,9 +1,10 @@
 // ShmWindow: the host side of one VIRTIO shared memory region. The whole window is reserved in the
 // VMM's address space up front (PROT_NONE, no memory behind it) so no unrelated mmap can land inside;
 // a vhost-user back-end then maps pieces of its own fds into it (SHMEM_MAP) and takes them out again
-// (SHMEM_UNMAP), which replaces the range with private zero-filled memory: the back-end's file is gone
-// from it, and a guest view of the range the VMM keeps for the next mapping there sees zeroes, never a
-// fault. clear() and destruction put the whole window back to the PROT_NONE reservation.
+// (SHMEM_UNMAP), which replaces the range with read-only private zero-filled memory: the back-end's file
+// is gone from it, a guest view of the range the VMM keeps for the next mapping there reads zeroes, and
+// the range costs no memory whatever the guest writes (see vmm/kvm/shm_memslots.h). clear() and
+// destruction put the whole window back to the PROT_NONE reservation.
 //
 // Every map/unmap request is validated here (see docs/VHOST_USER.md "Rules a front-end must enforce"):
 // the parameters come from the back-end and are hostile. A refused request changes nothing.
@@ -32,7 +33,7 @@ public:
     enum class Change {
         kMapping,   // the mapping is about to replace what the range holds (before mmap)
         kMapped,    // the mapping is in place
-        kUnmapped,  // the mapping is about to be replaced by private zero-filled memory (unmap)
+        kUnmapped,  // the mapping is about to be replaced by read-only zero-filled memory (unmap)
         kReleased,  // [offset, offset + len) is about to become inaccessible (clear, destruction): the
                     // observer must drop every guest view of it
     };
@@ -63,8 +64,8 @@ public:
     // existing mapping, too many mappings, a range past the end of a regular file, or mmap failing (the
     // range then holds what it held before: the file is mapped elsewhere first, then moved in atomically).
     Result<void> map(uint64_t shm_offset, int fd, uint64_t fd_offset, uint64_t len, bool writable);
-    // Removes the mapping that is exactly [shm_offset, shm_offset + len); the range then holds private
-    // zero-filled memory.
+    // Removes the mapping that is exactly [shm_offset, shm_offset + len); the range then holds read-only
+    // private zero-filled memory.
     Result<void> unmap(uint64_t shm_offset, uint64_t len);
     // Removes every mapping and reserves the whole window again (device reset, back-end disconnect).
     void clear();

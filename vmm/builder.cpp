@@ -20,6 +20,7 @@
 #include "vmm/arch/x86_64/vcpu_setup.h"
 #include "vmm/host_console.h"
 #include "vmm/kvm/gsi_routing.h"
+#include "vmm/kvm/shm_memslots.h"
 #include "vmm/output_sink.h"
 
 namespace kite {
@@ -235,8 +236,11 @@ Result<void> VmBuilder::load_kernel() {
 
 Result<void> VmBuilder::create_vcpus() {
     Vm* vm = vm_.get();
-    auto vcpus = std::make_unique<VcpuSet>(vm->pio(), vm->mmio(),
-                                           VcpuHooks{[vm](StopReason r) { vm->request_stop(std::move(r)); }, {}, {}});
+    VcpuHooks hooks{[vm](StopReason r) { vm->request_stop(std::move(r)); }, {}, {}, {}};
+    // A shared-memory window is the one place a guest access can fault in the host's memory (a back-end
+    // shrank its file, a write to an unmapped range): repaired there, the vCPU runs on.
+    if (shm_memslots_) hooks.memory_fault = [memslots = shm_memslots_] { return memslots->repair() > 0; };
+    auto vcpus = std::make_unique<VcpuSet>(vm->pio(), vm->mmio(), std::move(hooks));
     auto supported = vm->kvm().supported_cpuid();
     if (!supported) return std::unexpected(supported.error());
     CpuTopology topology{config_.vcpus};

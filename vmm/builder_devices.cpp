@@ -164,9 +164,11 @@ Result<void> VmBuilder::attach_vhost_user(vhost::VhostUserDeviceConfig config, c
     if (!base) return fail("no guest-physical space left for shared memory regions");
     config.shm_base = *base;
     config.reconnect_timeout = config.connect_timeout;  // reconnect-timeout-ms bounds the first wait and every reconnect
+    ShmMemslots::Note trace;
     if (config_.vhost_trace) {
         std::string socket = config.socket_path;
-        config.trace = [socket](std::string_view line) { fmt::print(stderr, "vhost-user {}: {}\n", socket, line); };
+        trace = [socket](std::string_view line) { fmt::print(stderr, "vhost-user {}: {}\n", socket, line); };
+        config.trace = trace;
     }
 
     auto connected = vhost::VhostUserDevice::connect(std::move(config), std::move(memory), vm_->io());
@@ -181,7 +183,7 @@ Result<void> VmBuilder::attach_vhost_user(vhost::VhostUserDeviceConfig config, c
         for (const ShmRegion& region : device->shm_regions()) {
             ShmWindow* window = device->shm_table().window(region.id);
             if (!window) return fail(fmt::format("shared memory region {} has no host window", region.id));
-            shm_memslots_->watch(*window, region.base);
+            shm_memslots_->watch(*window, region.base, trace);
         }
     }
     if (common.transport == VhostUserCommon::Transport::Pci) {

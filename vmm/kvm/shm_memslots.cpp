@@ -2,8 +2,31 @@
 
 #include <linux/kvm.h>
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "base/log_limit.h"
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22  // Linux 5.14
+#endif
 
 namespace kite {
+
+namespace {
+
+// Guest-triggered (a hostile back-end's maps, a guest's writes): rate-limited.
+LogLimit slot_log;
+
+// Whether the host can read the last page of [host, host + len): a file mapped there that shrank below
+// it cannot. (Shrinking takes pages off the end; a file's holes read zeroes.) MADV_POPULATE_READ faults
+// the page in as a read would, but reports EFAULT instead of raising SIGBUS.
+bool readable(std::byte* host, uint64_t len) {
+    const auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    return ::madvise(host + len - page, page, MADV_POPULATE_READ) == 0 || errno != EFAULT;
+}
+
+}  // namespace
 
 ShmMemslots::ShmMemslots(const VmFd& vm, uint32_t first_slot, uint32_t slot_limit, bool readonly_supported)
     : ShmMemslots(
@@ -12,13 +35,14 @@ ShmMemslots::ShmMemslots(const VmFd& vm, uint32_t first_slot, uint32_t slot_limi
           },
           first_slot, slot_limit, readonly_supported) {}
 
-void ShmMemslots::watch(ShmWindow& window, GuestAddress guest_base) {
+void ShmMemslots::watch(ShmWindow& window, GuestAddress guest_base, Note note) {
     std::shared_ptr<ShmMemslots> self = shared_from_this();
-    window.set_observer([self, guest_base](const ShmWindow::Mapping& mapping, ShmWindow::Change change) {
+    auto shared_note = std::make_shared<const Note>(std::move(note));
+    window.set_observer([self, guest_base, shared_note](const ShmWindow::Mapping& mapping, ShmWindow::Change change) {
         GuestAddress gpa(guest_base.value() + mapping.offset);
         switch (change) {
             case ShmWindow::Change::kMapping: self->mapping(gpa, mapping); break;
-            case ShmWindow::Change::kMapped: self->mapped(gpa, mapping); break;
+            case ShmWindow::Change::kMapped: self->mapped(gpa, mapping, shared_note); break;
             case ShmWindow::Change::kUnmapped: self->unmapped(gpa); break;
             case ShmWindow::Change::kReleased: self->released(gpa.value(), mapping.len); break;
         }
@@ -33,7 +57,7 @@ size_t ShmMemslots::slot_count() const {
 std::map<uint64_t, ShmMemslots::Slot>::iterator ShmMemslots::drop(std::map<uint64_t, Slot>::iterator it) {
     // Size 0 deletes the slot; KVM then zaps the guest's mappings of it before the host range changes.
     if (auto ok = set_slot_(it->second.id, it->first, 0, nullptr, 0); !ok)
-        spdlog::error("shared memory at {:#x}: deleting memslot {}: {}", it->first, it->second.id, ok.error().message);
+        slot_log.warn("shared memory at {:#x}: deleting memslot {}: {}", it->first, it->second.id, ok.error().message);
     free_slots_.push_back(it->second.id);
     return slots_.erase(it);
 }
@@ -72,7 +96,7 @@ void ShmMemslots::mapping(GuestAddress gpa, const ShmWindow::Mapping& mapping) {
     }
 }
 
-void ShmMemslots::mapped(GuestAddress gpa, const ShmWindow::Mapping& mapping) {
+void ShmMemslots::mapped(GuestAddress gpa, const ShmWindow::Mapping& mapping, std::shared_ptr<const Note> note) {
     std::lock_guard lock(mutex_);
     const uint64_t start = gpa.value();
     if (auto it = slots_.find(start); it != slots_.end() && it->second.fits(mapping)) {
@@ -82,7 +106,7 @@ void ShmMemslots::mapped(GuestAddress gpa, const ShmWindow::Mapping& mapping) {
         return;
     }
     if (!mapping.writable && !readonly_supported_) {
-        spdlog::error("shared memory at {:#x}: read-only mapping but KVM lacks KVM_CAP_READONLY_MEM; "
+        slot_log.warn("shared memory at {:#x}: read-only mapping but KVM lacks KVM_CAP_READONLY_MEM; "
                       "the guest sees a hole there", start);
         return;
     }
@@ -90,17 +114,17 @@ void ShmMemslots::mapped(GuestAddress gpa, const ShmWindow::Mapping& mapping) {
     if (!slot) {
         // The window caps its mappings well below KVM's slot count, so this is a configuration limit, not
         // a guest-visible state: the mapping stays host-only and the guest sees a hole.
-        spdlog::error("shared memory at {:#x}: no KVM memslot left; the guest sees a hole there", start);
+        slot_log.warn("shared memory at {:#x}: no KVM memslot left; the guest sees a hole there", start);
         return;
     }
     uint32_t flags = mapping.writable ? 0 : KVM_MEM_READONLY;
     if (auto ok = set_slot_(*slot, start, mapping.len, mapping.host, flags); !ok) {
-        spdlog::error("shared memory at {:#x} (+{:#x}): {}; the guest sees a hole there", start, mapping.len,
+        slot_log.warn("shared memory at {:#x} (+{:#x}): {}; the guest sees a hole there", start, mapping.len,
                       ok.error().message);
         free_slots_.push_back(*slot);
         return;
     }
-    slots_[start] = Slot{*slot, mapping.len, mapping.writable, true};
+    slots_[start] = Slot{*slot, mapping.len, mapping.writable, true, mapping.host, std::move(note)};
 }
 
 void ShmMemslots::unmapped(GuestAddress gpa) {
@@ -112,6 +136,34 @@ void ShmMemslots::unmapped(GuestAddress gpa) {
 void ShmMemslots::released(uint64_t gpa, uint64_t len) {
     std::lock_guard lock(mutex_);
     for (auto it = slots_.lower_bound(gpa); it != slots_.end() && it->first < gpa + len;) it = drop(it);
+}
+
+size_t ShmMemslots::repair() {
+    std::lock_guard lock(mutex_);
+    size_t repaired = 0;
+    for (auto it = slots_.begin(); it != slots_.end();) {
+        const Slot& slot = it->second;
+        const char* why = nullptr;
+        if (!slot.mapped && slot.writable) why = "the guest wrote to an unmapped range";
+        else if (slot.mapped && !readable(slot.host, slot.len)) why = "the back-end's file no longer covers the mapping";
+        if (!why) {
+            ++it;
+            continue;
+        }
+        std::string line = fmt::format("shared memory at {:#x} (+{:#x}): {}; the guest sees a hole there now",
+                                       it->first, slot.len, why);
+        slot_log.warn("{}", line);
+        if (slot.note && *slot.note) (*slot.note)(line);
+        std::byte* host = slot.host;
+        uint64_t len = slot.len;
+        bool shrunk = slot.mapped;
+        it = drop(it);
+        // Kite's own reads of the window must not SIGBUS either; the window's books still name the
+        // mapping, and its unmap or clear() replaces this memory like any other.
+        if (shrunk) ::mmap(host, len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+        ++repaired;
+    }
+    return repaired;
 }
 
 }  // namespace kite

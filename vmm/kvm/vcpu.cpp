@@ -149,6 +149,7 @@ void VcpuSet::run_loop(unsigned index) {
     pthread_sigmask(SIG_SETMASK, &set, nullptr);
 
     const VcpuFd& fd = vcpus_[index]->fd;
+    unsigned faults_in_a_row = 0;  // EFAULTs from KVM_RUN since the last exit that was not one
     for (;;) {
         if (attention_.load()) {
             std::unique_lock lock(mutex_);
@@ -171,11 +172,21 @@ void VcpuSet::run_loop(unsigned index) {
         }
         auto exit = fd.run();
         if (!exit) {
+            if (retry_after_fault(exit.error(), faults_in_a_row)) continue;
             hooks_.request_stop({1, "vCPU " + std::to_string(index) + ": " + exit.error().message});
             return;
         }
+        faults_in_a_row = 0;
         handle_exit(index, *exit);
     }
+}
+
+bool VcpuSet::retry_after_fault(const Error& error, unsigned& faults_in_a_row) {
+    if (error.code != EFAULT || !hooks_.memory_fault) return false;
+    // Another vCPU may have repaired the same fault a moment ago (repair() is serialised, so it has
+    // finished by now): one more run without a repair of our own, but not two in a row.
+    if (hooks_.memory_fault()) faults_in_a_row = 0;
+    return ++faults_in_a_row <= 1;
 }
 
 void VcpuSet::complete_pending_io(unsigned index) {

@@ -29,6 +29,9 @@ struct VcpuHooks {
     std::function<void(StopReason)> request_stop;                // guest poweroff/reset/crash: stop the VM
     std::function<bool(unsigned vcpu, const MsrWrite&)> msr_write;  // optional (mirror VM option 2)
     std::function<bool(unsigned vcpu, const MsrRead&)> msr_read;    // optional
+    // Optional: KVM_RUN failed with EFAULT (guest memory the host cannot back). Returns true when it
+    // changed what the guest sees (ShmMemslots::repair), so the vCPU runs again instead of stopping.
+    std::function<bool()> memory_fault;
 };
 
 class VcpuSet {
@@ -61,6 +64,8 @@ private:
     };
     void run_loop(unsigned index);
     void handle_exit(unsigned index, const VcpuExit& exit);
+    // After KVM_RUN failed: whether to run again (an EFAULT that memory_fault repaired).
+    bool retry_after_fault(const Error& error, unsigned& faults_in_a_row);
     // Before parking: one KVM_RUN with immediate_exit so KVM completes an I/O exit already handled.
     void complete_pending_io(unsigned index);
     void kick_all();

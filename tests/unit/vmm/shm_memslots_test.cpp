@@ -81,7 +81,7 @@ TEST_CASE("a kept slot that does not fit a new mapping is deleted before the pag
         REQUIRE(f.map(0, 8 * KiB, false));
         CHECK(f.calls == std::vector<Call>{{10, kBase, 8 * KiB, 0}, {10, kBase, 0, 0}, {10, kBase, 8 * KiB, KVM_MEM_READONLY}});
         // The writable slot went while zero-filled memory was still there, not over the read-only file.
-        CHECK(f.perms_at_delete == std::vector<std::string>{"rw-p"});
+        CHECK(f.perms_at_delete == std::vector<std::string>{"r--p"});
     }
     SUBCASE("other length") {
         REQUIRE(f.map(0, 4 * KiB));
@@ -140,4 +140,41 @@ TEST_CASE("a read-only mapping without KVM_CAP_READONLY_MEM stays a hole") {
     CHECK(f.calls.empty());
     REQUIRE(f.unmap(0, 4 * KiB));
     CHECK(f.memslots->slot_count() == 0u);
+}
+
+TEST_CASE("repair deletes kept writable slots, whose read-only zero memory a guest write faults on") {
+    Fixture f;
+    REQUIRE(f.map(0, 8 * KiB));
+    REQUIRE(f.map(16 * KiB, 4 * KiB, false));
+    REQUIRE(f.map(32 * KiB, 4 * KiB));
+    REQUIRE(f.unmap(0, 8 * KiB));
+    REQUIRE(f.unmap(16 * KiB, 4 * KiB));
+    f.calls.clear();
+    CHECK(f.memslots->repair() == 1u);
+    // The writable kept slot goes; a kept read-only slot cannot be written (KVM exits to Kite) and a
+    // mapped one is backed by the file.
+    CHECK(f.calls == std::vector<Call>{{10, kBase, 0, 0}});
+    CHECK(f.memslots->slot_count() == 2u);
+    CHECK(f.memslots->repair() == 0u);
+}
+
+TEST_CASE("repair replaces a mapping whose file shrank under it, and tells the window's note") {
+    Fixture f;
+    std::vector<std::string> notes;
+    f.memslots->watch(f.window, GuestAddress(kBase), [&](std::string_view line) { notes.emplace_back(line); });
+    REQUIRE(f.map(0, 16 * KiB));
+    REQUIRE(f.map(32 * KiB, 4 * KiB));  // offset 0 of the file: still covered after the shrink
+    REQUIRE(::ftruncate(f.fd.get(), 8 * KiB) == 0);
+    f.calls.clear();
+    CHECK(f.memslots->repair() == 1u);
+    CHECK(f.calls == std::vector<Call>{{10, kBase, 0, 0}});
+    REQUIRE(notes.size() == 1u);
+    CHECK(notes[0].find("no longer covers") != std::string::npos);
+    // Kite can read the whole range again (zeroes) instead of taking SIGBUS past the file's end.
+    auto* host = reinterpret_cast<volatile uint8_t*>(f.window.host_base());
+    CHECK(host[12 * KiB] == 0);
+    CHECK(test::mapping_path(f.window.host_base()) == "");
+    // The window's books still hold the mapping; its unmap goes through as usual.
+    CHECK(f.unmap(0, 16 * KiB));
+    CHECK(f.memslots->slot_count() == 1u);
 }
