@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <fstream>
+#include <string>
 
 namespace kite {
 
@@ -14,6 +16,18 @@ Result<EventFd> EventFd::create(bool nonblocking) {
 }
 
 void EventFd::signal() const { signal_eventfd(borrow()); }
+
+std::optional<uint64_t> EventFd::peek() const {
+    std::ifstream info("/proc/self/fdinfo/" + std::to_string(fd_.get()));
+    std::string key;
+    while (info >> key) {
+        if (key != "eventfd-count:") continue;
+        uint64_t count = 0;
+        if (info >> std::hex >> count) return count;  // the kernel prints it in hex
+        return std::nullopt;
+    }
+    return std::nullopt;
+}
 
 Result<void> EventFd::write(uint64_t value) const {
     if (::write(fd_.get(), &value, sizeof value) != sizeof value && errno != EAGAIN)

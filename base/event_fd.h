@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "base/error.h"
 #include "base/fd.h"
@@ -25,6 +26,8 @@ public:
     Result<void> write(uint64_t value = 1) const;
     // Returns the counter and resets it; 0 if nothing was signalled (non-blocking fd).
     Result<uint64_t> read() const;
+    // The counter, left as it is (from /proc/self/fdinfo): for diagnostics, e.g. a kick nobody consumed.
+    std::optional<uint64_t> peek() const;
 
 private:
     explicit EventFd(UniqueFd fd) : fd_(std::move(fd)) {}

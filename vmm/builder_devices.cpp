@@ -77,6 +77,7 @@ Result<std::shared_ptr<VirtioMmioTransport>> VmBuilder::add_transport(std::share
     // Snapshots refuse vhost-user devices before reaching these (vmm/snapshot/vm_snapshot.h snapshot_refusal).
     vm_->add_device_state({fmt::format("virtio{}", index), [t = *transport] { return t->save_state(); },
                            [t = *transport](std::span<const uint8_t> b) { return t->restore_state(b); }});
+    vm_->add_diagnostic([t = *transport] { return t->describe(); });
     spdlog::info("virtio device id {} at {:#x}, IRQ {}", (*transport)->device().device_id(), base.value(), *irq);
     return transport;
 }

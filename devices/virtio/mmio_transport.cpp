@@ -220,6 +220,11 @@ void VirtioMmioTransport::write_queue_register(uint64_t offset, uint32_t value) 
 
 void VirtioMmioTransport::trigger() { irq_fd_.signal(); }
 
+std::string VirtioMmioTransport::describe() const {
+    std::lock_guard lock(mutex_);
+    return fmt::format("virtio-mmio device {}: {}", core_->device().device_id(), core_->describe());
+}
+
 // Each bit is in the page before the interrupt is raised: the driver's first read sees it.
 void VirtioMmioTransport::signal_used_queue(uint16_t) {
     word(kInterruptStatusOffset).fetch_or(kInterruptUsedBuffer, std::memory_order_acq_rel);

@@ -116,6 +116,8 @@ public:
     std::span<const std::byte> register_page() const { return {page_.get(), kWindowSize}; }
     // Register and config reads that reached the transport: with the page mapped, only the VMM's own.
     uint64_t reads_handled() const { return reads_handled_.load(std::memory_order_relaxed); }
+    // One line for SIGUSR1: the device, its status and its queues' rings (TransportCore::describe).
+    std::string describe() const;
 
     // BusDevice (vCPU threads). guest-controlled: offset, width and value.
     void read(uint64_t offset, std::span<uint8_t> data) override;
@@ -154,7 +156,7 @@ private:
     std::atomic<uint64_t> reads_handled_{0};
     std::mutex config_mutex_;  // one config copy into the page at a time (vCPU and VMM threads)
 
-    std::mutex mutex_;  // guards the core and shm_sel_
+    mutable std::mutex mutex_;  // guards the core and shm_sel_
     uint32_t shm_sel_ = 0;
     // Declared last, destroyed first: it resets an active device while the eventfds above still exist.
     std::unique_ptr<virtio::TransportCore> core_;

@@ -376,13 +376,12 @@ std::string VirtioPciTransport::describe() const {
         return fmt::format("vector {} {}", s.vector,
                            s.bound_gsi ? fmt::format("-> GSI {}", *s.bound_gsi) : std::string("(not deliverable)"));
     };
-    std::string out = fmt::format("virtio-pci device {} at BAR {:#x}: status {:#x}, MSI-X {}{}; config {}",
+    std::string out = fmt::format("virtio-pci device {} at BAR {:#x}: MSI-X {}{}; config {}",
                                   core_->device().device_id(), bar0_decode_.load(std::memory_order_acquire),
-                                  core_->status(),
                                   msix_->enabled() ? "enabled" : "disabled",
                                   msix_->function_masked() ? " (function masked)" : "", where(config_irq_));
     for (size_t q = 0; q < queue_irqs_.size(); ++q) out += fmt::format("; queue {} {}", q, where(queue_irqs_[q]));
-    return out;
+    return out + "; " + core_->describe();
 }
 
 void VirtioPciTransport::raise(IrqSource& source, uint8_t isr_bit) {

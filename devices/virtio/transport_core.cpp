@@ -53,6 +53,27 @@ void TransportCore::notify(uint64_t queue) const {
     if (queue < queues_.size()) queues_[queue].kick.signal();
 }
 
+std::string TransportCore::describe() const {
+    std::string out = fmt::format("status {:#x}", regs_.status);
+    const bool event_idx = (regs_.driver_features & kFeatureEventIdx) != 0;
+    for (unsigned i = 0; i < queues_.size(); ++i) {
+        const QueueConfig& q = queues_[i].config;
+        if (!q.ready) continue;
+        auto u16 = [&](GuestAddress ring, uint64_t offset) {
+            auto at = ring.checked_add(offset);
+            auto v = at ? memory_.read_obj<uint16_t>(*at) : std::nullopt;
+            return v ? fmt::format("{}", *v) : std::string("?");
+        };
+        out += fmt::format("; queue {} (size {}): avail idx {} flags {}, used idx {} flags {}", i, q.size,
+                           u16(q.avail, 2), u16(q.avail, 0), u16(q.used, 2), u16(q.used, 0));
+        if (event_idx)
+            out += fmt::format(", used_event {}, avail_event {}", u16(q.avail, 4 + 2ull * q.size),
+                               u16(q.used, 4 + 8ull * q.size));
+        if (auto kick = queues_[i].kick.peek(); kick && *kick != 0) out += fmt::format(", {} kick(s) unread", *kick);
+    }
+    return out;
+}
+
 uint32_t TransportCore::device_features_word() const {
     return word_of(device_->device_features(), regs_.device_features_sel);
 }

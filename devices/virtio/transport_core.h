@@ -60,6 +60,12 @@ public:
     int kick_fd(unsigned queue) const { return queue < queues_.size() ? queues_[queue].kick.get() : -1; }
     // Forwards a notification the hypervisor did not take. guest-controlled: unknown queues are ignored.
     void notify(uint64_t queue) const;
+    // For whoever debugs a stuck device (SIGUSR1): the status and, for each ready queue, the ring indices
+    // and flags in guest memory (with EVENT_IDX the event fields too) and whether a kick waits unread.
+    // A kick that waits means the device side is not reading; used.idx behind avail.idx with no kick
+    // waiting means it is working or lost one; used.idx caught up while the guest still waits points at
+    // a lost interrupt.
+    std::string describe() const;
 
     uint32_t status() const { return regs_.status; }
     bool driver_ok() const { return (regs_.status & kStatusDriverOk) != 0; }

@@ -483,3 +483,21 @@ TEST_CASE("reads that reach the transport are counted") {
     f.transport->read(0x100, byte);
     CHECK(f.transport->reads_handled() == 2);
 }
+
+TEST_CASE("describe names each ready queue's ring indices, event fields and an unread kick") {
+    Fixture f;
+    FakeQueue fq(f.mem, 16);
+    f.driver.negotiate(virtio::kFeatureVersion1 | virtio::kFeatureEventIdx);
+    f.driver.setup_queue(1, fq.config());
+    f.driver.driver_ok();
+    fq.set_avail_idx(5);
+    fq.set_used_event(3);
+    f.driver.write32(0x50, 1);  // a kick nobody reads
+
+    std::string line = f.transport->describe();
+
+    CHECK(line.find("virtio-mmio device 42: status 0xf") == 0);
+    CHECK(line.find("queue 0") == std::string::npos);  // not ready
+    CHECK(line.find("queue 1 (size 16): avail idx 5 flags 0, used idx 0 flags 0, used_event 3, avail_event 0, "
+                    "1 kick(s) unread") != std::string::npos);
+}
