@@ -258,6 +258,19 @@ if wants sandbox; then
   step_end "sandbox (guest + e2e)"
 fi
 
+# ---- hang digest -----------------------------------------------------------------------------------------
+# A run that hung leaves its clues deep in a long log; CI shows only the end of the output. So the end
+# repeats, per sandbox group that hung, what kite said on SIGUSR1 (vCPUs, I/O APIC, each virtio device's
+# rings) and the kernel's view of kite's threads, briefly.
+for glog in "$LOGS"/sandbox-*.log; do
+  [[ -f $glog ]] && grep -a -q '# hang: still running' "$glog" || continue
+  echo "==== hang digest: ${glog##*/}"
+  awk '/# hang: still running/ { n = 0; hung = 1 }
+       hung && /# hang: thread/ && n < 6 { print; n++ }
+       /state on SIGUSR1/ { k = 14 }
+       k > 0 { print; k-- }' "$glog" | cut -c1-400 | head -n 40
+done
+
 # ---- summary ---------------------------------------------------------------------------------------------
 echo
 echo "==== summary (logs in $LOGS)"
