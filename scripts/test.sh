@@ -7,7 +7,7 @@
 # 2. builds: build/ (normal, everything), build-asan/ (-DKITE_SANITIZE=ON, target asan_all: kite and
 #    what tests/ builds, no examples), build-fuzz/ (clang-16, -DKITE_FUZZ=ON, target fuzz_all)
 # 3. unit tests: ctest in build/ and build-asan/
-# 4. every fuzz_* target for $FUZZ_SECONDS (10) from an empty corpus plus tests/fuzz/corpus/<name>/
+# 4. scripts/fuzz.sh: every fuzz_* target for $FUZZ_SECONDS (10) from an empty corpus plus the seeds
 # 5. in the KVM sandbox (scripts/sandbox.sh), tests/e2e/suite.sh, one boot per group of parts: the
 #    freestanding test guests (tests/guest/run_guest_tests.sh) and guest test programs (guest_*_test)
 #    from the ASan build; then each of tests/e2e/linux_boot.sh and tests/e2e/e2e_*.sh with the normal
@@ -122,23 +122,11 @@ fi
 # ---- 4. fuzzing ------------------------------------------------------------------------------------------
 if wants fuzz; then
   step_start fuzz
-  mapfile -t targets < <(find "$B_FUZZ" -name 'fuzz_*' -type f -perm -u+x 2>/dev/null | sort)
-  [[ ${#targets[@]} -gt 0 ]] || record FAIL fuzz "no fuzz_* targets in $B_FUZZ/"
-  mkdir -p "$LOGS/fuzz-artifacts"
-  for t in "${targets[@]}"; do
-    name=$(basename "$t")
-    corpus=$(mktemp -d)
-    seeds=()
-    [[ -d tests/fuzz/corpus/$name ]] && seeds=("tests/fuzz/corpus/$name")
-    if "$t" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 -artifact_prefix="$LOGS/fuzz-artifacts/$name-" \
-         "$corpus" "${seeds[@]}" > "$LOGS/$name.log" 2>&1; then
-      record PASS "fuzz/$name" "$(grep -a -o 'stat::number_of_executed_units: *[0-9]*' "$LOGS/$name.log" | awk '{print $2}') runs"
-    else
-      tail -n 30 "$LOGS/$name.log"
-      record FAIL "fuzz/$name" "crash or error (see $LOGS/$name.log, artifacts in $LOGS/fuzz-artifacts)"
-    fi
-    rm -rf "$corpus"
-  done
+  # scripts/fuzz.sh is also the nightly mode (longer, with a kept corpus); here: brief, fresh corpus.
+  while IFS= read -r line; do
+    verdict=${line%% *} rest=${line#* }
+    case $verdict in PASS | FAIL) record "$verdict" "${rest%%: *}" "${rest#*: }" ;; esac
+  done < <(scripts/fuzz.sh --build "$B_FUZZ" --seconds "$FUZZ_SECONDS" --logs "$LOGS")
   step_end fuzz
 fi
 
