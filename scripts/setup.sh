@@ -156,9 +156,10 @@ module_order() { # TREE KVER MODULE... -> relative .ko paths in load order, no d
   done | awk '!seen[$0]++' | sed "s|^$tree/lib/modules/$kver/||"
 }
 
-# Inner guest: virtio transports (virtio_pci for QEMU comparisons) + devices, and ext4 for disk tests.
+# Inner guest: virtio transports (virtio_pci for QEMU comparisons) + devices, ext4 for disk tests, and
+# pvpanic-mmio (a guest panic ends Kite with its own status).
 GUEST_MODULES=(virtio_ring virtio virtio_mmio virtio_pci virtio_blk failover net_failover virtio_net virtio-rng
-               virtio_console fuse virtiofs ext4)
+               virtio_console fuse virtiofs ext4 pvpanic-mmio)
 # Outer sandbox: KVM on AMD (in this order: irqbypass kvm ccp kvm-amd), tun for tap tests.
 SANDBOX_MODULES=(irqbypass kvm ccp kvm-amd tun)
 

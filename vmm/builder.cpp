@@ -11,6 +11,7 @@
 #include "devices/legacy/debug_exit.h"
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/ioapic.h"
+#include "devices/legacy/pvpanic.h"
 #include "devices/legacy/serial.h"
 #include "devices/pci/pci_root.h"
 #include "devices/virtio/mmio_transport.h"
@@ -18,6 +19,7 @@
 #include "vmm/arch/x86_64/cpuid.h"
 #include "vmm/arch/x86_64/irqchip.h"
 #include "vmm/arch/x86_64/vcpu_setup.h"
+#include "vmm/config/exit_status.h"
 #include "vmm/host_console.h"
 #include "vmm/kvm/gsi_routing.h"
 #include "vmm/kvm/shm_memslots.h"
@@ -171,17 +173,30 @@ Result<void> VmBuilder::attach_legacy_devices() {
 
     auto kbd_irq = irq_line(I8042::kKeyboardIrq);
     if (!kbd_irq) return std::unexpected(kbd_irq.error());
-    auto i8042 = std::make_shared<I8042>(**kbd_irq, [vm] { vm->request_stop({0, "guest reset via the i8042"}); });
+    auto i8042 = std::make_shared<I8042>(**kbd_irq,
+                                         [vm] { vm->request_stop({kExitGuestRebooted, "guest reset via the i8042"}); });
     if (auto r = vm->pio().insert(i8042, I8042::kBasePort, I8042::kPortSpan); !r) return r;
 
     auto pm = std::make_shared<AcpiPm>([vm] { vm->request_stop({0, "guest powered off (ACPI S5)"}); },
-                                       [vm] { vm->request_stop({0, "guest reset (ACPI reset register)"}); });
+                                       [vm] { vm->request_stop({kExitGuestRebooted, "guest reset (ACPI reset register)"}); });
     if (auto r = vm->pio().insert(pm, AcpiPm::kBasePort, AcpiPm::kPortSpan); !r) return r;
 
     auto debug_exit = std::make_shared<DebugExit>([vm](uint8_t status) {
         vm->request_stop({status, "guest wrote " + std::to_string(status) + " to the debug-exit port"});
     });
-    return vm->pio().insert(debug_exit, DebugExit::kPort, DebugExit::kPortSpan);
+    if (auto r = vm->pio().insert(debug_exit, DebugExit::kPort, DebugExit::kPortSpan); !r) return r;
+
+    // A panicking kernel tells pvpanic before it reboots (panic=-1) or waits (panic=0): either way the
+    // run ends with the panic's own status. With a kdump kernel loaded it runs on to take the dump.
+    auto pvpanic = std::make_shared<Pvpanic>([vm](uint8_t events) {
+        if (events & Pvpanic::kPanicked) {
+            vm->request_stop({kExitGuestPanicked, "the guest kernel panicked (pvpanic)"});
+        } else if (vm->note_guest_panic()) {  // logged once: the guest may write the port in a loop
+            spdlog::warn("the guest kernel panicked and starts its crash kernel (pvpanic); Kite will exit {} when "
+                         "the VM ends", kExitGuestPanicked);
+        }
+    });
+    return vm->pio().insert(pvpanic, Pvpanic::kPort, Pvpanic::kPortSpan);
 }
 
 Result<void> VmBuilder::write_acpi_tables() {

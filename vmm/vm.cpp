@@ -3,6 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <csignal>
+#include <utility>
+
+#include "vmm/config/exit_status.h"
 
 namespace kite {
 
@@ -31,9 +34,18 @@ void Vm::request_stop(StopReason reason) {
     {
         std::lock_guard lock(stop_mutex_);
         if (stop_) return;
+        if (guest_panicked_ && (reason.exit_code == kExitOk || reason.exit_code == kExitGuestRebooted)) {
+            reason.why += " after a guest kernel panic";
+            reason.exit_code = kExitGuestPanicked;
+        }
         stop_ = std::move(reason);
     }
     asio::post(io_, [this] { io_.stop(); });
+}
+
+bool Vm::note_guest_panic() {
+    std::lock_guard lock(stop_mutex_);
+    return !std::exchange(guest_panicked_, true);
 }
 
 void Vm::log_state() {

@@ -42,6 +42,10 @@ public:
     int run();
     // Thread-safe: the first reason wins; the event loop then winds the VM down.
     void request_stop(StopReason reason);
+    // Thread-safe: the guest panicked and went on into a crash kernel (pvpanic CRASH_LOADED). The VM
+    // runs on so the dump completes; however it then ends, cleanly or by a reboot, Kite reports the panic.
+    // Returns true the first time.
+    bool note_guest_panic();
 
     asio::io_context& io() { return io_; }
     const Kvm& kvm() const { return kvm_; }
@@ -97,6 +101,7 @@ private:
 
     std::mutex stop_mutex_;
     std::optional<StopReason> stop_;  // guarded by stop_mutex_
+    bool guest_panicked_ = false;      // guarded by stop_mutex_
 };
 
 }  // namespace kite

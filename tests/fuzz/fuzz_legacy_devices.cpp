@@ -1,9 +1,9 @@
-// Fuzzes the legacy devices the guest reaches: serial, i8042, ACPI PM and debug-exit, all registered on
+// Fuzzes the legacy devices the guest reaches: serial, i8042, ACPI PM, debug-exit and pvpanic, all on
 // one port I/O Bus at their real ports, the I/O APIC on an MMIO Bus at its address, plus host input into
 // the serial FIFO.
 //
 // Input: a sequence of 6-byte operations
-//   byte 0: bits 0-2 target (0-1 serial, 2 i8042, 3 ACPI PM, 4 debug-exit, 5 unmapped/straddling,
+//   byte 0: bits 0-2 target (0-1 serial, 2 i8042, 3 ACPI PM, 4 debug-exit to pvpanic, 5 unmapped/straddling,
 //           6 I/O APIC, 7 host input), bit 3 write (else read), bits 4-5 size index (1, 2, 4, 8 bytes)
 //   byte 1: register offset (taken modulo a window a little larger than the device)
 //   bytes 2-5: value (little-endian)
@@ -22,6 +22,7 @@
 #include "devices/legacy/debug_exit.h"
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/ioapic.h"
+#include "devices/legacy/pvpanic.h"
 #include "devices/legacy/serial.h"
 #include "vmm/arch/x86_64/layout.h"
 
@@ -50,6 +51,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto i8042 = std::make_shared<I8042>(kbd_irq, [&] { ++events; });
     auto pm = std::make_shared<AcpiPm>([&] { ++events; }, [&] { ++events; });
     auto debug_exit = std::make_shared<DebugExit>([&](uint8_t) { ++events; });
+    auto pvpanic = std::make_shared<Pvpanic>([&](uint8_t e) {
+        if (e == 0 || (e & ~(Pvpanic::kPanicked | Pvpanic::kCrashLoaded)) != 0) __builtin_trap();
+        ++events;
+    });
     Ioapic::Routes routes{};
     auto ioapic = std::make_shared<Ioapic>([&](const Ioapic::Routes& r) { routes = r; });
 
@@ -58,6 +63,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!pio.insert(i8042, I8042::kBasePort, I8042::kPortSpan)) __builtin_trap();
     if (!pio.insert(pm, AcpiPm::kBasePort, AcpiPm::kPortSpan)) __builtin_trap();
     if (!pio.insert(debug_exit, DebugExit::kPort, DebugExit::kPortSpan)) __builtin_trap();
+    if (!pio.insert(pvpanic, Pvpanic::kPort, Pvpanic::kPortSpan)) __builtin_trap();
     Bus mmio;
     if (!mmio.insert(ioapic, kIoapicBase, Ioapic::kWindowSize)) __builtin_trap();
 
@@ -66,7 +72,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         {Serial::kCom1Port, 10},
         {I8042::kBasePort, 7},
         {AcpiPm::kBasePort, 5},
-        {DebugExit::kPort, 3},
+        {DebugExit::kPort, 6},        // 0x501-0x506: debug-exit, the ports between, pvpanic at 0x505
         {Serial::kCom1Port - 4, 16},  // unmapped below COM1 and straddling into it
         {kIoapicBase, 0x48},          // IOREGSEL, IOWIN and the EOI register of later versions
     }};

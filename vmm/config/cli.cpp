@@ -1,6 +1,7 @@
 // Command-line parsing with CLI11. CLI11 only collects strings here; every value goes through the shared
 // setters of vmm/config/fields.h, so the rules and messages match the YAML file's.
 #include "vmm/config/cli.h"
+#include "vmm/config/exit_status.h"
 
 #include <CLI/CLI.hpp>
 #include <filesystem>
@@ -143,7 +144,7 @@ Result<CliCommand> parse_command(int argc, char** argv) {
             run->add_option_function<std::string>(flag, add, help)->type_name(device_flag_syntax(kind))->trigger_on_parse();
         }
     }
-    run->footer(std::string(config_reference()));
+    run->footer(exit_status_help() + "\n" + std::string(config_reference()));
 
     CLI::App* keys = app.add_subcommand("keys", "Print every config key and flag (--markdown: README.md's table)");
     bool markdown = false;

@@ -1,6 +1,6 @@
 #!/bin/sh
-# Reboots at once (reboot -f: no init scripts); the VMM must end with status 0 as for poweroff, so
-# reaching the end of this script is a failure.
+# Reboots at once (reboot -f: no init scripts); the VMM must end with the reboot's status (4 under Kite),
+# so reaching the end of this script is a failure.
 echo "reboot: rebooting"
 console-drain
 reboot -f

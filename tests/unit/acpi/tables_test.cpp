@@ -228,6 +228,17 @@ TEST_CASE("iasl decodes the FADT, MADT and XSDT without complaint") {
     CHECK(contains(xsdt.dsl, "ACPI Table Address   1 : 00000000000E"));
 }
 
+TEST_CASE("iasl disassembles the pvpanic device: QEMU0001 on I/O port 0x505, which pvpanic-mmio binds") {
+    AcpiTables t = build_acpi_tables(two_cpus_two_virtio()).value();
+    Disassembly d = disassemble(table(t, "DSDT"));
+
+    CHECK(d.status == 0);
+    CHECK_FALSE(contains(d.log, "Warning"));
+    CHECK(contains(d.dsl, "Device (PEVT)"));
+    CHECK(contains(d.dsl, "Name (_HID, \"QEMU0001\")"));
+    CHECK(contains(d.dsl, "0x0505,             // Range Minimum"));
+}
+
 TEST_CASE("without serial the DSDT has no COM1") {
     AcpiConfig config = two_cpus_two_virtio();
     config.serial = false;

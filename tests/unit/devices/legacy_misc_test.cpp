@@ -7,6 +7,7 @@
 #include "devices/legacy/acpi_pm.h"
 #include "devices/legacy/debug_exit.h"
 #include "devices/legacy/i8042.h"
+#include "devices/legacy/pvpanic.h"
 #include "tests/unit/devices/counting_irq.h"
 
 using namespace kite;
@@ -176,4 +177,23 @@ TEST_CASE("debug exit ignores wide writes and reads") {
 
     CHECK(calls == 0);
     CHECK(read == 0xff);
+}
+
+TEST_CASE("pvpanic reads its supported events and reports only supported event bits of 1-byte writes") {
+    std::vector<uint8_t> events;
+    Pvpanic pvpanic([&](uint8_t e) { events.push_back(e); });
+    uint8_t byte = 0;
+    uint8_t word[2] = {0xff, 0xff};
+
+    pvpanic.read(0, std::span(&byte, 1));
+    pvpanic.read(0, std::span(word, 2));
+    pvpanic.write(0, std::span<const uint8_t>(word, 2));  // wrong width: a probe, not a panic
+    const uint8_t unknown = 0x80, panicked = 0x81, crash = 0x02;
+    pvpanic.write(0, std::span(&unknown, 1));
+    pvpanic.write(0, std::span(&panicked, 1));
+    pvpanic.write(0, std::span(&crash, 1));
+
+    CHECK(byte == (Pvpanic::kPanicked | Pvpanic::kCrashLoaded));
+    CHECK(word[0] == 0);
+    CHECK(events == std::vector<uint8_t>{Pvpanic::kPanicked, Pvpanic::kCrashLoaded});
 }

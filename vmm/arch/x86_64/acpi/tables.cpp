@@ -6,6 +6,7 @@
 
 #include "base/size.h"
 #include "devices/legacy/acpi_pm.h"
+#include "devices/legacy/pvpanic.h"
 #include "devices/legacy/serial.h"
 #include "vmm/arch/x86_64/acpi/aml.h"
 
@@ -212,6 +213,22 @@ Result<Bytes> com1_device() {
     return aml::device("COM1", *terms);
 }
 
+// QEMU's pvpanic ID, which the stock kernel's pvpanic-mmio driver binds (it takes an I/O port too).
+Result<Bytes> pvpanic_device() {
+    auto hid = aml::string("QEMU0001");
+    if (!hid) return std::unexpected(hid.error());
+    auto crs = aml::resource_template({aml::io(Pvpanic::kPort, Pvpanic::kPortSpan)});
+    if (!crs) return std::unexpected(crs.error());
+    auto terms = Terms()
+                     .add(aml::name("_HID", *hid))
+                     .add(aml::name("_UID", aml::integer(0)))
+                     .add(sta_present())
+                     .add(aml::name("_CRS", *crs))
+                     .take();
+    if (!terms) return std::unexpected(terms.error());
+    return aml::device("PEVT", *terms);
+}
+
 Result<Bytes> virtio_device(size_t index, const AcpiConfig::VirtioMmio& dev) {
     // "V" and three hex digits: index < kMaxVirtioDevices was checked.
     constexpr std::string_view kHex = "0123456789ABCDEF";
@@ -267,6 +284,7 @@ Result<Bytes> pci_host_bridge(const AcpiConfig::PciHostBridge& pci) {
 Result<Bytes> build_dsdt(const AcpiConfig& config) {
     Terms sb;
     if (config.serial) sb.add(com1_device());
+    if (config.pvpanic) sb.add(pvpanic_device());
     for (size_t i = 0; i < config.virtio.size(); ++i) sb.add(virtio_device(i, config.virtio[i]));
     if (config.pci) sb.add(pci_host_bridge(*config.pci));
     auto sb_terms = sb.take();

@@ -40,6 +40,7 @@ struct AcpiConfig {
     };
     std::vector<VirtioMmio> virtio;  // at most 4096 (device names V000..VFFF)
     bool serial = true;               // declare COM1 (PNP0501, I/O 0x3f8-0x3ff, IRQ 4)
+    bool pvpanic = true;              // declare pvpanic (QEMU0001, I/O 0x505)
     struct PciHostBridge {
         uint64_t mmio_base;  // the 32-bit BAR window, below 4 GiB
         uint64_t mmio_size;  // not 0; [mmio_base, mmio_base + mmio_size) must end at or below 4 GiB
