@@ -34,7 +34,7 @@ DeviceConnection::~DeviceConnection() {
 
 Result<void> DeviceConnection::open() {
     FrontendOptions options{config_.timeout, config_.trace};
-    auto frontend = Frontend::connect(config_.socket_path, config_.connect_timeout, options);
+    auto frontend = Frontend::connect(config_.socket_path, config_.connect_timeout, options, config_.peer);
     if (!frontend) return std::unexpected(frontend.error());
     frontend_ = std::move(*frontend);
     if (auto ok = handshake(true, 0); !ok) return ok;
@@ -43,7 +43,9 @@ Result<void> DeviceConnection::open() {
 }
 
 std::expected<void, DeviceConnection::ReopenError> DeviceConnection::reopen(const ActiveRings* active) {
-    auto conn = Connection::connect(config_.socket_path, Millis(0));
+    // Millis(0): one attempt that never blocks (the policy calls again); a path another user took over
+    // after the back-end exited fails the peer check like any other attempt.
+    auto conn = Connection::connect(config_.socket_path, Millis(0), config_.peer);
     if (!conn) return std::unexpected(ReopenError{false, conn.error().message});
     frontend_ = std::make_unique<Frontend>(std::move(*conn), FrontendOptions{config_.timeout, config_.trace});
     auto ok = handshake(false, active ? active->driver_features : 0);

@@ -17,8 +17,8 @@ Frontend::Frontend(Connection conn, FrontendOptions options)
     : conn_(std::move(conn)), options_(std::move(options)), tracer_(options_.trace) {}
 
 Result<std::unique_ptr<Frontend>> Frontend::connect(const std::string& path, Millis connect_timeout,
-                                                    FrontendOptions options) {
-    auto conn = Connection::connect(path, connect_timeout);
+                                                    FrontendOptions options, const PeerRule& peer) {
+    auto conn = Connection::connect(path, connect_timeout, peer);
     if (!conn) return std::unexpected(conn.error());
     return std::make_unique<Frontend>(std::move(*conn), std::move(options));
 }

@@ -49,9 +49,9 @@ struct FrontendOptions {
 class Frontend {
 public:
     explicit Frontend(Connection conn, FrontendOptions options = {});
-    // Connects to the back-end's socket, retrying until `connect_timeout`.
+    // Connects to the back-end's socket, retrying until `connect_timeout`; the peer must pass `peer`.
     static Result<std::unique_ptr<Frontend>> connect(const std::string& path, Millis connect_timeout,
-                                                     FrontendOptions options = {});
+                                                     FrontendOptions options = {}, const PeerRule& peer = {});
 
     Result<uint64_t> get_features();
     Result<void> set_features(uint64_t features);

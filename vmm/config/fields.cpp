@@ -83,6 +83,8 @@ Result<void> assign(Field& field, Result<Parsed> parsed) {
 Result<void> set_common(VhostUserCommon& common, std::string_view key, std::string_view value,
                         std::span<const std::string_view> keys) {
     if (key == "reconnect-timeout-ms") return assign(common.reconnect_timeout_ms, parse_uint(value, 0, kMaxReconnectMs));
+    // (uid_t)-1 means "no change" to the kernel, never a user.
+    if (key == "peer-uid") return assign(common.peer_uid, parse_uint(value, 0, 0xfffffffe));
     if (key == "transport") {
         if (value == "mmio") common.transport = VhostUserCommon::Transport::Mmio;
         else if (value == "pci") common.transport = VhostUserCommon::Transport::Pci;
