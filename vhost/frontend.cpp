@@ -262,6 +262,10 @@ Result<std::vector<uint64_t>> Frontend::get_shmem_config() {
         tracer_.violation(what);
         return fail("vhost-user: " + what);
     }
+    // Within the spec, but each region is a window (address space, VMAs, memslots) Kite reserves.
+    if (used > kMaxShmRegionsPerDevice)
+        return fail(fmt::format("vhost-user: the back-end declares {} shared memory regions, Kite allows at most {}", used,
+                                kMaxShmRegionsPerDevice));
     return std::vector<uint64_t>(std::begin(config.memory_sizes), std::end(config.memory_sizes));
 }
 
