@@ -29,6 +29,7 @@ struct VhostUserDeviceConfig {
     uint32_t device_id = 0;
     uint16_t num_queues = 1;
     uint16_t queue_size = 256;
+    PeerRule peer;                       // who may serve the socket (checked at every connect)
     Millis connect_timeout = Millis(5000);
     Millis timeout = Millis(5000);
     Millis reconnect_timeout = Millis(5000);  // after the back-end is lost; 0 = give up at once

@@ -2,8 +2,11 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <span>
+#include <utility>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -34,7 +37,7 @@ DeviceConnection::~DeviceConnection() {
 
 Result<void> DeviceConnection::open() {
     FrontendOptions options{config_.timeout, config_.trace};
-    auto frontend = Frontend::connect(config_.socket_path, config_.connect_timeout, options);
+    auto frontend = Frontend::connect(config_.socket_path, config_.connect_timeout, options, config_.peer);
     if (!frontend) return std::unexpected(frontend.error());
     frontend_ = std::move(*frontend);
     if (auto ok = handshake(true, 0); !ok) return ok;
@@ -43,7 +46,9 @@ Result<void> DeviceConnection::open() {
 }
 
 std::expected<void, DeviceConnection::ReopenError> DeviceConnection::reopen(const ActiveRings* active) {
-    auto conn = Connection::connect(config_.socket_path, Millis(0));
+    // Millis(0): one attempt that never blocks (the policy calls again); a path another user took over
+    // after the back-end exited fails the peer check like any other attempt.
+    auto conn = Connection::connect(config_.socket_path, Millis(0), config_.peer);
     if (!conn) return std::unexpected(ReopenError{false, conn.error().message});
     frontend_ = std::make_unique<Frontend>(std::move(*conn), FrontendOptions{config_.timeout, config_.trace});
     auto ok = handshake(false, active ? active->driver_features : 0);
@@ -118,7 +123,7 @@ Result<void> DeviceConnection::open_backend_channel() {
     channel.shm = shm_.get();
     // Called while the back-end may wait for the reply to its CONFIG_CHANGE_MSG: asking it for the config
     // now would deadlock (until the timeout). Fetch it from a handler of its own, after that reply.
-    channel.on_config_change = [this] { post([this] { refresh_config(); }); };
+    channel.on_config_change = [this] { post_refresh_config(); };
     channel.on_closed = [this] { spdlog::warn("vhost-user '{}': back-end closed its channel", config_.socket_path); };
     auto opened = frontend_->open_backend_channel(std::move(channel));
     if (!opened) return std::unexpected(opened.error());
@@ -148,15 +153,42 @@ void DeviceConnection::refresh_config() {
     if (events_.config_changed) events_.config_changed();
 }
 
-void DeviceConnection::post_set_config(uint64_t offset, std::vector<uint8_t> bytes) {
-    // The VMM thread owns the connection (a reconnect replaces it).
-    post([this, offset, bytes = std::move(bytes)] {
-        if (!online() || !config_space_.served()) return;
-        if (auto ok = frontend_->set_config(static_cast<uint32_t>(offset), bytes); !ok) {
-            spdlog::warn("vhost-user '{}': SET_CONFIG: {}", config_.socket_path, ok.error().message);
-            check(ok.error());
-        }
+void DeviceConnection::post_refresh_config() {
+    if (refresh_posted_) return;
+    refresh_posted_ = true;
+    post([this] {
+        refresh_posted_ = false;
+        refresh_config();
     });
+}
+
+void DeviceConnection::post_set_config(uint64_t offset, uint64_t size) {
+    // guest-controlled: offset and size, already checked by the config space (at most kMaxConfigSize).
+    std::lock_guard lock(config_write_mutex_);
+    PendingConfigWrite& w = config_write_;
+    w.begin = w.posted ? std::min(w.begin, offset) : offset;
+    w.end = w.posted ? std::max(w.end, offset + size) : offset + size;
+    if (w.posted) return;
+    w.posted = true;
+    // The VMM thread owns the connection (a reconnect replaces it).
+    post([this] { send_pending_config(); });
+}
+
+void DeviceConnection::send_pending_config() {
+    PendingConfigWrite w;
+    {
+        std::lock_guard lock(config_write_mutex_);
+        w = std::exchange(config_write_, PendingConfigWrite{});
+    }
+    if (!online() || !config_space_.served()) return;
+    std::vector<uint8_t> space = config_space_.bytes();
+    if (w.begin >= space.size()) return;
+    std::span<const uint8_t> bytes(space.data() + w.begin, std::min<uint64_t>(w.end, space.size()) - w.begin);
+    if (auto ok = frontend_->set_config(static_cast<uint32_t>(w.begin), bytes); !ok) {
+        // Rate-limited by the coalescing above: one failure per pending write at most.
+        spdlog::warn("vhost-user '{}': SET_CONFIG: {}", config_.socket_path, ok.error().message);
+        check(ok.error());
+    }
 }
 
 Result<void> DeviceConnection::set_up_memory_table() {
@@ -308,8 +340,12 @@ void DeviceConnection::close_frontend() {
 
 void DeviceConnection::post(std::function<void()> fn) {
     std::weak_ptr<bool> alive = alive_;
-    asio::post(io_, [alive, fn = std::move(fn)] {
-        if (auto a = alive.lock(); a && *a) fn();
+    pending_posts_.fetch_add(1, std::memory_order_relaxed);
+    asio::post(io_, [this, alive, fn = std::move(fn)] {
+        if (auto a = alive.lock(); a && *a) {
+            pending_posts_.fetch_sub(1, std::memory_order_relaxed);
+            fn();
+        }
     });
 }
 

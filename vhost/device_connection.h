@@ -13,9 +13,11 @@
 // and DRIVER_OK.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -75,8 +77,11 @@ public:
     Result<void> start(const ActiveRings& active, bool fresh);
     // Driver reset: stops the rings, forgets the inflight buffer and every mapping.
     void reset();
-    // SET_CONFIG of a driver write, sent from a handler of its own on the VMM thread.
-    void post_set_config(uint64_t offset, std::vector<uint8_t> bytes);
+    // SET_CONFIG of a driver write of [offset, offset + size) the config space already holds, sent from a
+    // handler of its own on the VMM thread. Any thread. Coalesced: while one is pending, later writes only
+    // widen its range, and it sends what the space holds then (the latest state wins), so a guest writing
+    // in a loop costs one round trip per loop turn at most, never a growing queue.
+    void post_set_config(uint64_t offset, uint64_t size);
     // A request failed: if the connection is gone, the back-end is lost.
     void check(const Error& error);
 
@@ -94,6 +99,8 @@ public:
     // The rings the back-end serves now.
     const std::vector<uint32_t>& started_queues() const { return started_queues_; }
     const Tracer& tracer() const { return tracer_; }
+    // Handlers posted to the VMM loop that have not run yet (bounded: see post_set_config, refresh).
+    size_t pending_posts() const { return pending_posts_.load(std::memory_order_relaxed); }
 
 private:
     Result<void> handshake(bool first, uint64_t features_in_use);
@@ -102,7 +109,10 @@ private:
     Result<void> load_config();
     Result<void> set_up_memory_table();
     Result<void> set_up_inflight();
-    void refresh_config();  // CONFIG_CHANGE_MSG, from a handler of its own
+    // CONFIG_CHANGE_MSG: a refresh from a handler of its own; a flood of them while it is pending is one.
+    void post_refresh_config();
+    void refresh_config();
+    void send_pending_config();
     void watch_socket();
     void on_socket_readable();
     // Marks the back-end lost and tears the connection down from a fresh handler (the caller may be the
@@ -129,6 +139,15 @@ private:
     std::optional<InflightBuffer> inflight_;  // kept across reconnects, dropped by reset()
     std::unique_ptr<FdWatcher> socket_watcher_;
     bool lost_ = false;  // the back-end is gone; frontend_ may still await its teardown
+    bool refresh_posted_ = false;  // VMM thread only
+    // The range of driver config writes not yet sent; written on vCPU threads.
+    struct PendingConfigWrite {
+        bool posted = false;
+        uint64_t begin = 0, end = 0;
+    };
+    std::mutex config_write_mutex_;
+    PendingConfigWrite config_write_;
+    std::atomic<size_t> pending_posts_{0};
     // Handlers posted to the loop hold a weak copy; the destructor clears it.
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -17,8 +17,8 @@ Frontend::Frontend(Connection conn, FrontendOptions options)
     : conn_(std::move(conn)), options_(std::move(options)), tracer_(options_.trace) {}
 
 Result<std::unique_ptr<Frontend>> Frontend::connect(const std::string& path, Millis connect_timeout,
-                                                    FrontendOptions options) {
-    auto conn = Connection::connect(path, connect_timeout);
+                                                    FrontendOptions options, const PeerRule& peer) {
+    auto conn = Connection::connect(path, connect_timeout, peer);
     if (!conn) return std::unexpected(conn.error());
     return std::make_unique<Frontend>(std::move(*conn), std::move(options));
 }
@@ -262,6 +262,10 @@ Result<std::vector<uint64_t>> Frontend::get_shmem_config() {
         tracer_.violation(what);
         return fail("vhost-user: " + what);
     }
+    // Within the spec, but each region is a window (address space, VMAs, memslots) Kite reserves.
+    if (used > kMaxShmRegionsPerDevice)
+        return fail(fmt::format("vhost-user: the back-end declares {} shared memory regions, Kite allows at most {}", used,
+                                kMaxShmRegionsPerDevice));
     return std::vector<uint64_t>(std::begin(config.memory_sizes), std::end(config.memory_sizes));
 }
 

@@ -49,9 +49,9 @@ struct FrontendOptions {
 class Frontend {
 public:
     explicit Frontend(Connection conn, FrontendOptions options = {});
-    // Connects to the back-end's socket, retrying until `connect_timeout`.
+    // Connects to the back-end's socket, retrying until `connect_timeout`; the peer must pass `peer`.
     static Result<std::unique_ptr<Frontend>> connect(const std::string& path, Millis connect_timeout,
-                                                     FrontendOptions options = {});
+                                                     FrontendOptions options = {}, const PeerRule& peer = {});
 
     Result<uint64_t> get_features();
     Result<void> set_features(uint64_t features);
@@ -92,7 +92,7 @@ public:
     Result<void> set_inflight_fd(const InflightDescription& description, int fd);
 
     // Shared memory region sizes indexed by shmid (256 entries, 0 = unused), checked: page multiples and
-    // nregions equal to the number of non-zero sizes.
+    // nregions equal to the number of non-zero sizes, at most kMaxShmRegionsPerDevice of them.
     Result<std::vector<uint64_t>> get_shmem_config();
 
     // Creates the backend channel: a socketpair whose other end goes to the back-end with

@@ -1,9 +1,11 @@
 #include "vhost/socket.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -89,20 +91,63 @@ Result<sockaddr_un> unix_address(const std::string& path) {
 
 Result<bool> wait_readable(int fd, Millis timeout) { return wait_for(fd, POLLIN, Clock::now() + timeout); }
 
-Result<Connection> Connection::connect(const std::string& path, Millis timeout) {
+Result<void> check_peer_uid(uint32_t peer_uid, uint32_t own_uid, const PeerRule& rule) {
+    if (rule.uid ? peer_uid == *rule.uid : (peer_uid == own_uid || peer_uid == 0)) return {};
+    std::string allowed = rule.uid ? fmt::format("uid {} (peer-uid)", *rule.uid) : fmt::format("uid {} or root", own_uid);
+    return std::unexpected(Error{fmt::format("the back-end runs as uid {}, only {} may serve this socket", peer_uid,
+                                             allowed),
+                                 EACCES, ErrorKind::Invalid});
+}
+
+namespace {
+
+Result<void> check_peer(int fd, const std::string& path, const PeerRule& rule) {
+    ucred cred{};
+    socklen_t len = sizeof(cred);
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+        return std::unexpected(errno_error(fmt::format("vhost-user: SO_PEERCRED of '{}'", path)));
+    if (auto ok = check_peer_uid(cred.uid, ::geteuid(), rule); !ok)
+        return std::unexpected(with_context(fmt::format("vhost-user: '{}'", path), ok.error()));
+    return {};
+}
+
+}  // namespace
+
+Result<Connection> Connection::connect(const std::string& path, Millis timeout, const PeerRule& rule) {
     auto addr = unix_address(path);
     if (!addr) return std::unexpected(addr.error());
     auto deadline = Clock::now() + timeout;
     for (;;) {
-        UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        // Non-blocking: a blocking connect to a listener whose backlog is full waits until it accepts,
+        // which a hostile or hung one never does (EAGAIN here instead, retried until the deadline).
+        UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
         if (!fd) return std::unexpected(errno_error("vhost-user: socket"));
-        if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr)) == 0)
+        int err = 0;
+        if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr)) != 0) err = errno;
+        if (err == EINPROGRESS) {  // not done by AF_UNIX today, but then the same deadline applies
+            auto ready = wait_for(fd.get(), POLLOUT, deadline);
+            if (!ready) return std::unexpected(ready.error());
+            socklen_t len = sizeof(err);
+            err = !*ready ? EAGAIN : ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0 ? errno : err;
+        }
+        if (err == 0) {
+            if (auto peer = check_peer(fd.get(), path, rule); !peer) return std::unexpected(peer.error());
+            // Every wait on the connection has its own deadline (MSG_DONTWAIT and poll): back to blocking
+            // mode, as before, for whoever else uses the fd.
+            int flags = ::fcntl(fd.get(), F_GETFL);
+            if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0)
+                return std::unexpected(errno_error("vhost-user: fcntl"));
             return Connection(std::move(fd));
-        int err = errno;
+        }
         bool retry = err == ENOENT || err == ECONNREFUSED || err == EINTR || err == EAGAIN;
-        if (!retry || Clock::now() >= deadline)
+        if (!retry || Clock::now() >= deadline) {
+            if (err == EAGAIN)
+                return std::unexpected(Error{fmt::format("vhost-user: connect to '{}': the listener does not accept "
+                                                         "connections (its backlog is full)", path),
+                                             ETIMEDOUT, ErrorKind::System});
             return std::unexpected(errno_error(fmt::format("vhost-user: connect to '{}'", path), err));
-        std::this_thread::sleep_for(Millis(20));
+        }
+        std::this_thread::sleep_for(std::min(Millis(20), remaining(deadline)));
     }
 }
 

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -17,12 +19,24 @@ namespace kite::vhost {
 
 using Millis = std::chrono::milliseconds;
 
+// Who may serve a vhost-user socket. Kite hands the peer guest RAM, ring addresses and eventfds, and a
+// socket path in a shared directory can be taken over by another local user once the back-end is gone:
+// without `uid`, the peer must run as Kite's own user or as root; with it, as exactly that user.
+struct PeerRule {
+    std::optional<uint32_t> uid;
+};
+
+// The decision alone (SO_PEERCRED gives `peer_uid`; `own_uid` is Kite's effective uid). Error code EACCES.
+Result<void> check_peer_uid(uint32_t peer_uid, uint32_t own_uid, const PeerRule& rule);
+
 class Connection {
 public:
     explicit Connection(UniqueFd fd) : fd_(std::move(fd)) {}
 
-    // Connects to a listening back-end, retrying while the path is missing or refuses, until `timeout`.
-    static Result<Connection> connect(const std::string& path, Millis timeout);
+    // Connects to a listening back-end, retrying while the path is missing or refuses, until `timeout`
+    // (0: one attempt). Never blocks past the deadline, also when the listener's backlog is full and it
+    // does not accept (error code ETIMEDOUT). The peer must pass `rule` (error code EACCES, not retried).
+    static Result<Connection> connect(const std::string& path, Millis timeout, const PeerRule& rule = {});
 
     int fd() const { return fd_.get(); }
 

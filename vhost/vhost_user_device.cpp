@@ -62,7 +62,7 @@ void VhostUserDevice::write_config(uint64_t offset, std::span<const uint8_t> dat
     // guest-controlled: offset and size, checked against the config space before anything is sent.
     // Runs on a vCPU thread: the cache changes here, at once, and SET_CONFIG goes out from the VMM thread.
     if (!config_space_.write(offset, data)) return;
-    connection_->post_set_config(offset, std::vector<uint8_t>(data.begin(), data.end()));
+    connection_->post_set_config(offset, data.size());
 }
 
 Result<void> VhostUserDevice::activate(ActivateContext ctx) {

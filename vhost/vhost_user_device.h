@@ -57,6 +57,8 @@ public:
     bool online() const { return connection_->online(); }
     // Completed reconnects since connect().
     uint64_t reconnects() const { return reconnects_; }
+    // Handlers the connection posted to the VMM loop that have not run yet (coalesced, so bounded).
+    size_t pending_posts() const { return connection_->pending_posts(); }
     // Total guest address space the shm regions take from shm_base.
     uint64_t shm_span() const;
 

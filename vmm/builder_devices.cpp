@@ -165,6 +165,7 @@ Result<void> VmBuilder::attach_vhost_user(vhost::VhostUserDeviceConfig config, c
     if (!base) return fail("no guest-physical space left for shared memory regions");
     config.shm_base = *base;
     config.reconnect_timeout = config.connect_timeout;  // reconnect-timeout-ms bounds the first wait and every reconnect
+    config.peer.uid = common.peer_uid;
     ShmMemslots::Note trace;
     if (config_.vhost_trace) {
         std::string socket = config.socket_path;

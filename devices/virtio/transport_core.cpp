@@ -1,5 +1,7 @@
 #include "devices/virtio/transport_core.h"
 
+#include <utility>
+
 #include "base/asio_loop.h"
 #include "devices/virtio/device_status.h"
 #include "devices/virtio/queue.h"
@@ -40,7 +42,8 @@ TransportCore::TransportCore(std::shared_ptr<VirtioDevice> device, GuestMemory& 
 }
 
 TransportCore::~TransportCore() {
-    if (device_active_) device_->reset();
+    // A reset the driver asked for may still be pending (and is dropped with the owner).
+    if (device_active_ || device_running_) device_->reset();
 }
 
 void TransportCore::attach(std::weak_ptr<VirtioInterrupt> owner, BorrowedFd irq, std::vector<BorrowedFd> calls) {
@@ -145,9 +148,10 @@ void TransportCore::reset() {
     }
     device_active_ = false;
     if (!was_active) return;
-    asio::post(io_, [owner = owner_, this] {
-        if (auto alive = owner.lock()) device_->reset();
-    });
+    std::lock_guard lock(pending_mutex_);
+    pending_.activate.reset();  // never ran: nothing to undo
+    pending_.reset = true;
+    schedule_locked();
 }
 
 void TransportCore::post_activate(bool restored) {
@@ -158,17 +162,38 @@ void TransportCore::post_activate(bool restored) {
         kicks.push_back(q.kick.borrow());
     }
     device_active_ = true;
+    std::lock_guard lock(pending_mutex_);
+    pending_.activate = Activation{std::move(configs), std::move(kicks), std::move(calls), regs_.driver_features, restored};
+    schedule_locked();
+}
+
+void TransportCore::schedule_locked() {
+    if (pending_.posted) return;
+    pending_.posted = true;
     // `this` lives as long as the owner: it is the owner's member.
-    asio::post(io_, [owner = owner_, this, configs = std::move(configs), kicks = std::move(kicks),
-                     calls = std::move(calls), features = regs_.driver_features, restored] {
-        auto alive = owner.lock();
-        if (!alive) return;
-        ActivateContext ctx{memory_, configs, kicks, irq_fd_, *alive, io_, features, restored, calls};
-        if (auto r = device_->activate(std::move(ctx)); !r) {
-            log_.warn("{}: device {} failed to activate: {}", name_, device_->device_id(), r.error().message);
-            alive->needs_reset();
-        }
+    asio::post(io_, [owner = owner_, this] {
+        if (auto alive = owner.lock()) run_pending(*alive);
     });
+}
+
+void TransportCore::run_pending(VirtioInterrupt& owner) {
+    Pending work;
+    {
+        std::lock_guard lock(pending_mutex_);
+        work = std::exchange(pending_, Pending{});
+    }
+    if ((work.reset || work.activate) && device_running_) {
+        device_->reset();
+        device_running_ = false;
+    }
+    if (!work.activate) return;
+    Activation& a = *work.activate;
+    device_running_ = true;  // a failed activation is reset too, as the driver's reset would
+    ActivateContext ctx{memory_, a.configs, a.kicks, irq_fd_, owner, io_, a.features, a.restored, a.calls};
+    if (auto r = device_->activate(std::move(ctx)); !r) {
+        log_.warn("{}: device {} failed to activate: {}", name_, device_->device_id(), r.error().message);
+        owner.needs_reset();
+    }
 }
 
 CommonState TransportCore::save() const {

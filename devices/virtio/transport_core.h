@@ -4,13 +4,17 @@
 // registers, the device's kick eventfds, activation and reset posted to the VMM thread, and the common
 // part of the snapshot state. VirtioMmioTransport and VirtioPciTransport are register layouts over it.
 //
-// Threads: the core has no lock of its own. Its owner calls it under the owner's register lock (vCPU
-// threads, and the VMM thread for needs_reset and snapshots); the device's activate() and reset() are
-// posted to the VMM thread and run without that lock, through a weak reference to the owner.
+// Threads: the core's registers have no lock of their own. Its owner calls it under the owner's register
+// lock (vCPU threads, and the VMM thread for needs_reset and snapshots); the device's activate() and
+// reset() are posted to the VMM thread and run without that lock, through a weak reference to the owner.
+// They are coalesced: at most one handler is pending per transport, and it runs what the driver asked for
+// last (a reset if the device had been activated, then the latest activation), so a guest that loops
+// resets and DRIVER_OK costs the VMM thread one device reset and activation per handler, never a queue.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -116,6 +120,21 @@ private:
     void reset();
     void post_activate(bool restored);
 
+    // What the driver asked the device for, waiting for the VMM thread.
+    struct Activation {
+        std::vector<QueueConfig> configs;
+        std::vector<BorrowedFd> kicks, calls;
+        uint64_t features = 0;
+        bool restored = false;
+    };
+    struct Pending {
+        bool posted = false;                // a handler is on its way
+        bool reset = false;                 // reset the device first (if it was activated)
+        std::optional<Activation> activate; // then this, the latest activation
+    };
+    void schedule_locked();
+    void run_pending(VirtioInterrupt& owner);
+
     std::shared_ptr<VirtioDevice> device_;
     GuestMemory& memory_;
     asio::io_context& io_;
@@ -129,6 +148,9 @@ private:
     DriverRegisters regs_;
     std::vector<QueueState> queues_;
     bool device_active_ = false;  // activate() was posted since the last reset
+    std::mutex pending_mutex_;    // a leaf lock: vCPU threads (under the owner's lock) and the VMM thread
+    Pending pending_;
+    bool device_running_ = false;  // VMM thread: the device's activate() ran since its last reset()
 };
 
 }  // namespace kite::virtio

@@ -62,6 +62,8 @@ struct ConsoleConfig {
 // Settings every vhost-user front-end shares.
 struct VhostUserCommon {
     uint32_t reconnect_timeout_ms = 5000;  // how long to wait for the back-end's socket to (re)appear
+    // The uid the back-end must run as (SO_PEERCRED); unset = Kite's own user or root.
+    std::optional<uint32_t> peer_uid;
     // virtio-mmio (an I/O APIC pin, no shared memory limits) or virtio-pci (MSI-X, one vector per
     // queue; no shared memory regions).
     enum class Transport { Mmio, Pci } transport = Transport::Mmio;

@@ -23,7 +23,7 @@ constexpr uint64_t kMaxRegion = 1ull << 40;
 constexpr unsigned kMaxVcpus = 254;  // one IOAPIC/xAPIC id space, 255 is broadcast
 constexpr uint64_t kMaxQueueSize = 32768;  // split virtqueue limit
 constexpr uint64_t kMaxQueues = 64;
-constexpr size_t kMaxShmRegions = 16;
+constexpr size_t kMaxShmRegions = 16;  // vhost::kMaxShmRegionsPerDevice (config may not include vhost/)
 constexpr size_t kBlockIdBytes = 20;  // VIRTIO_BLK_ID_BYTES
 constexpr size_t kFsTagBytes = 36;    // struct virtio_fs_config.tag
 constexpr uint64_t kMaxReconnectMs = 3'600'000;
@@ -83,6 +83,8 @@ Result<void> assign(Field& field, Result<Parsed> parsed) {
 Result<void> set_common(VhostUserCommon& common, std::string_view key, std::string_view value,
                         std::span<const std::string_view> keys) {
     if (key == "reconnect-timeout-ms") return assign(common.reconnect_timeout_ms, parse_uint(value, 0, kMaxReconnectMs));
+    // (uid_t)-1 means "no change" to the kernel, never a user.
+    if (key == "peer-uid") return assign(common.peer_uid, parse_uint(value, 0, 0xfffffffe));
     if (key == "transport") {
         if (value == "mmio") common.transport = VhostUserCommon::Transport::Mmio;
         else if (value == "pci") common.transport = VhostUserCommon::Transport::Pci;

@@ -52,6 +52,8 @@ constexpr ConfigKey kKeys[] = {
      "shared memory regions, multiples of 4K (YAML: or a list); none = ask GET_SHMEM_CONFIG"},
     {VhostUser, "config-size", "", "N", "256", "bytes of device config space to read, 0 to 256 (0 = none)"},
     {VhostUserAny, "reconnect-timeout-ms", "", "N", "5000", "how long to wait for the back-end's socket"},
+    {VhostUserAny, "peer-uid", "", "UID", "",
+     "the uid the back-end must run as (checked at every connect); default: Kite's own user or root"},
     {VhostUserAny, "transport", "", "mmio|pci", "mmio",
      "virtio-mmio, or virtio-pci with MSI-X (pci: no shared memory regions)"},
 };

@@ -187,3 +187,18 @@ TEST_CASE("config_reference documents every top-level key") {
         CHECK_MESSAGE(reference.find("- " + std::string(kind)) != std::string_view::npos, kind);
     }
 }
+
+TEST_CASE("peer-uid names the only user a vhost-user back-end may run as; unset leaves the default") {
+    VmConfig config = parse_ok(R"(
+kernel: k
+devices:
+  - vhost-user-blk: {socket: /tmp/a.sock, peer-uid: 1000}
+  - vhost-user-fs: {socket: /tmp/b.sock, tag: t}
+)");
+    auto bad = parse_config("kernel: k\ndevices:\n  - vhost-user-blk: {socket: /s, peer-uid: 4294967295}\n", "vm.yaml",
+                            "/vm", kNoFiles);
+
+    CHECK(std::get<VhostUserBlkConfig>(config.devices[0]).common.peer_uid == 1000u);
+    CHECK_FALSE(std::get<VhostUserFsConfig>(config.devices[1]).common.peer_uid.has_value());
+    CHECK_FALSE(bad.has_value());
+}

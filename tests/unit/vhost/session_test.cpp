@@ -296,3 +296,23 @@ TEST_CASE("protocol negotiation never acknowledges bit 21 as SHMEM") {
     CHECK(agreed.value() == protocol_feature::kReplyAck);
     CHECK_FALSE(frontend.has(protocol_feature::kShmem));
 }
+
+TEST_CASE("a GET_SHMEM_CONFIG reply declaring more regions than Kite allows is refused") {
+    auto pair = socket_pair().value();
+    Connection peer(std::move(pair.second));
+    FrontendOptions options;
+    options.timeout = Millis(500);
+    Frontend frontend(Connection(std::move(pair.first)), options);
+    REQUIRE(peer.send(15, kVersion | kFlagReply, bytes_of(protocol_feature::kShmem)).has_value());
+    VhostUserShMemConfig config{};
+    config.nregions = 256;
+    for (uint64_t& size : config.memory_sizes) size = kPage;
+    REQUIRE(peer.send(44, kVersion | kFlagReply, bytes_of(config)).has_value());
+    REQUIRE(frontend.get_protocol_features().has_value());
+    REQUIRE(frontend.set_protocol_features(protocol_feature::kShmem).has_value());
+
+    auto sizes = frontend.get_shmem_config();
+
+    REQUIRE_FALSE(sizes.has_value());
+    CHECK(sizes.error().message.find("256 shared memory regions") != std::string::npos);
+}

@@ -1,8 +1,12 @@
 #include <doctest/doctest.h>
 
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstring>
+#include <future>
 #include <thread>
 
 #include "tests/unit/vhost/test_util.h"
@@ -164,4 +168,100 @@ TEST_CASE("connect gives up after its timeout") {
 
 TEST_CASE("an overlong socket path is refused") {
     CHECK_FALSE(Listener::listen(std::string(200, 'x')).has_value());
+}
+
+namespace {
+
+// A Unix listener with a backlog of 0 that never accepts: after one queued connection the kernel makes
+// every further connect wait (a blocking connect waits for good).
+struct FullListener {
+    UniqueFd listener;
+    UniqueFd queued;
+};
+
+FullListener full_listener(const std::string& path) {
+    ::unlink(path.c_str());
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+    FullListener full;
+    full.listener = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    REQUIRE(::bind(full.listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    REQUIRE(::listen(full.listener.get(), 0) == 0);
+    full.queued = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    REQUIRE(::connect(full.queued.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    return full;
+}
+
+}  // namespace
+
+TEST_CASE("connect to a listener that never accepts returns at its deadline") {
+    auto path = test::temp_socket_path("full");
+    auto full = full_listener(path);
+    using Clock = std::chrono::steady_clock;
+
+    auto started = Clock::now();
+    auto attempt = std::async(std::launch::async, [&] { return Connection::connect(path, Millis(200)); });
+    bool returned = attempt.wait_for(std::chrono::seconds(3)) == std::future_status::ready;
+    if (!returned) full.listener.reset();  // unblocks a blocking connect, so the test ends
+    auto conn = attempt.get();
+    auto took = Clock::now() - started;
+    ::unlink(path.c_str());
+
+    CHECK(returned);
+    CHECK(took < std::chrono::milliseconds(1500));
+    REQUIRE_FALSE(conn.has_value());
+    CHECK(conn.error().code == ETIMEDOUT);
+    CHECK(conn.error().message.find("does not accept") != std::string::npos);
+}
+
+TEST_CASE("a reconnect attempt (no wait) to a listener that never accepts returns at once") {
+    auto path = test::temp_socket_path("full0");
+    auto full = full_listener(path);
+    using Clock = std::chrono::steady_clock;
+
+    auto started = Clock::now();
+    auto attempt = std::async(std::launch::async, [&] { return Connection::connect(path, Millis(0)); });
+    bool returned = attempt.wait_for(std::chrono::seconds(3)) == std::future_status::ready;
+    if (!returned) full.listener.reset();
+    auto conn = attempt.get();
+    auto took = Clock::now() - started;
+    ::unlink(path.c_str());
+
+    CHECK(returned);
+    CHECK(took < std::chrono::milliseconds(500));
+    CHECK_FALSE(conn.has_value());
+}
+
+TEST_CASE("the peer of a vhost-user socket must be Kite's user or root, or exactly the configured uid") {
+    const PeerRule by_default{};
+    const PeerRule only_1000{1000};
+
+    CHECK(check_peer_uid(1000, 1000, by_default).has_value());
+    CHECK(check_peer_uid(0, 1000, by_default).has_value());
+    CHECK_FALSE(check_peer_uid(1001, 1000, by_default).has_value());
+    CHECK(check_peer_uid(1000, 0, only_1000).has_value());
+    CHECK_FALSE(check_peer_uid(0, 0, only_1000).has_value());
+    CHECK_FALSE(check_peer_uid(1001, 1001, only_1000).has_value());
+    auto refused = check_peer_uid(1001, 1000, by_default);
+    REQUIRE_FALSE(refused.has_value());
+    CHECK(refused.error().code == EACCES);
+    CHECK(refused.error().message.find("uid 1001") != std::string::npos);
+}
+
+TEST_CASE("connect accepts a back-end of Kite's own user and refuses one that is not the configured uid") {
+    auto path = test::temp_socket_path("peer");
+    auto listener = Listener::listen(path);
+    REQUIRE(listener.has_value());
+    const uint32_t own = ::geteuid();
+
+    auto mine = Connection::connect(path, Millis(1000));
+    auto accepted = listener->accept(Millis(1000));
+    auto other = Connection::connect(path, Millis(1000), PeerRule{own + 1});
+
+    CHECK(mine.has_value());
+    CHECK(accepted.has_value());
+    REQUIRE_FALSE(other.has_value());
+    CHECK(other.error().code == EACCES);
+    CHECK(other.error().message.find(path) != std::string::npos);
 }

@@ -501,3 +501,41 @@ TEST_CASE("describe names each ready queue's ring indices, event fields and an u
     CHECK(line.find("queue 1 (size 16): avail idx 5 flags 0, used idx 0 flags 0, used_event 3, avail_event 0, "
                     "1 kick(s) unread") != std::string::npos);
 }
+
+TEST_CASE("a driver looping reset and DRIVER_OK leaves one handler pending, which runs the latest state") {
+    Fixture f;
+    FakeQueue fq(f.mem, 16);
+    f.driver.negotiate(virtio::kFeatureVersion1);
+    f.driver.setup_queue(0, fq.config());
+    f.driver.driver_ok();
+    run_pending(f.io);
+    REQUIRE(f.device->activations == 1);
+
+    for (int i = 0; i < 1000; ++i) {
+        f.driver.write32(0x70, 0);
+        f.driver.negotiate(virtio::kFeatureVersion1);
+        f.driver.setup_queue(i % 2, fq.config());  // the last turn sets up queue 1
+        f.driver.driver_ok();
+    }
+    f.io.restart();
+    size_t handlers = f.io.poll();
+
+    CHECK(handlers == 1);
+    CHECK(f.device->resets == 1);
+    CHECK(f.device->activations == 2);
+    REQUIRE(f.device->queues.size() == 2);
+    CHECK_FALSE(f.device->queues[0].ready);
+    CHECK(f.device->queues[1].ready);
+}
+
+TEST_CASE("a reset that follows an activation not yet run leaves the device untouched") {
+    Fixture f;
+    f.driver.negotiate(virtio::kFeatureVersion1);
+    f.driver.driver_ok();
+    f.driver.write32(0x70, 0);
+
+    run_pending(f.io);
+
+    CHECK(f.device->activations == 0);
+    CHECK(f.device->resets == 0);
+}
