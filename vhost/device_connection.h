@@ -22,6 +22,7 @@
 
 #include "base/error.h"
 #include "base/fd.h"
+#include "base/log_limit.h"
 #include "devices/virtio/virtio_device.h"
 #include "vhost/config_space.h"
 #include "vhost/device_config.h"
@@ -129,6 +130,9 @@ private:
     std::optional<InflightBuffer> inflight_;  // kept across reconnects, dropped by reset()
     std::unique_ptr<FdWatcher> socket_watcher_;
     bool lost_ = false;  // the back-end is gone; frontend_ may still await its teardown
+    // Every message here follows what a back-end (or, for SET_CONFIG, the guest) does, as often as it likes.
+    LogLimit log_;
+    LogLimit set_config_log_;
     // Handlers posted to the loop hold a weak copy; the destructor clears it.
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -1,7 +1,6 @@
 #include "vmm/kvm/shm_memslots.h"
 
 #include <linux/kvm.h>
-#include <spdlog/spdlog.h>
 
 namespace kite {
 
@@ -33,7 +32,7 @@ size_t ShmMemslots::slot_count() const {
 std::map<uint64_t, ShmMemslots::Slot>::iterator ShmMemslots::drop(std::map<uint64_t, Slot>::iterator it) {
     // Size 0 deletes the slot; KVM then zaps the guest's mappings of it before the host range changes.
     if (auto ok = set_slot_(it->second.id, it->first, 0, nullptr, 0); !ok)
-        spdlog::error("shared memory at {:#x}: deleting memslot {}: {}", it->first, it->second.id, ok.error().message);
+        log_.error("shared memory at {:#x}: deleting memslot {}: {}", it->first, it->second.id, ok.error().message);
     free_slots_.push_back(it->second.id);
     return slots_.erase(it);
 }
@@ -82,7 +81,7 @@ void ShmMemslots::mapped(GuestAddress gpa, const ShmWindow::Mapping& mapping) {
         return;
     }
     if (!mapping.writable && !readonly_supported_) {
-        spdlog::error("shared memory at {:#x}: read-only mapping but KVM lacks KVM_CAP_READONLY_MEM; "
+        log_.error("shared memory at {:#x}: read-only mapping but KVM lacks KVM_CAP_READONLY_MEM; "
                       "the guest sees a hole there", start);
         return;
     }
@@ -90,12 +89,12 @@ void ShmMemslots::mapped(GuestAddress gpa, const ShmWindow::Mapping& mapping) {
     if (!slot) {
         // The window caps its mappings well below KVM's slot count, so this is a configuration limit, not
         // a guest-visible state: the mapping stays host-only and the guest sees a hole.
-        spdlog::error("shared memory at {:#x}: no KVM memslot left; the guest sees a hole there", start);
+        log_.error("shared memory at {:#x}: no KVM memslot left; the guest sees a hole there", start);
         return;
     }
     uint32_t flags = mapping.writable ? 0 : KVM_MEM_READONLY;
     if (auto ok = set_slot_(*slot, start, mapping.len, mapping.host, flags); !ok) {
-        spdlog::error("shared memory at {:#x} (+{:#x}): {}; the guest sees a hole there", start, mapping.len,
+        log_.error("shared memory at {:#x} (+{:#x}): {}; the guest sees a hole there", start, mapping.len,
                       ok.error().message);
         free_slots_.push_back(*slot);
         return;
