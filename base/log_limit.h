@@ -19,13 +19,22 @@ public:
 
     template <class... Args>
     void warn(spdlog::format_string_t<Args...> format, Args&&... args) {
-        uint64_t dropped = 0;
-        if (!allow(dropped)) return;
-        if (dropped > 0) spdlog::warn("({} similar messages suppressed)", dropped);
-        spdlog::warn(format, std::forward<Args>(args)...);
+        log(spdlog::level::warn, format, std::forward<Args>(args)...);
+    }
+    template <class... Args>
+    void error(spdlog::format_string_t<Args...> format, Args&&... args) {
+        log(spdlog::level::err, format, std::forward<Args>(args)...);
     }
 
 private:
+    template <class... Args>
+    void log(spdlog::level::level_enum level, spdlog::format_string_t<Args...> format, Args&&... args) {
+        uint64_t dropped = 0;
+        if (!allow(dropped)) return;
+        if (dropped > 0) spdlog::log(level, "({} similar messages suppressed)", dropped);
+        spdlog::log(level, format, std::forward<Args>(args)...);
+    }
+
     bool allow(uint64_t& dropped) {
         std::lock_guard lock(mutex_);
         auto now = std::chrono::steady_clock::now();

@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "base/log_limit.h"
+
 namespace kite::vhost {
 
 struct BackendChannel::Watcher {
@@ -118,8 +120,9 @@ void BackendChannel::serve_one() {
         ++refused_;
         std::string why = fmt::format("refused {}: {}", backend_req_name(header.request), result.error().message);
         options_.tracer.note(why);
-        // Rate-limited: a hostile back-end must not flood the log.
-        if (refused_ <= 10 || refused_ % 1000 == 0) spdlog::warn("vhost-user backend channel: {} ({} refused so far)", why, refused_);
+        // Rate-limited across channels: a hostile back-end must not flood the log, reconnecting or not.
+        static LogLimit log;
+        log.warn("vhost-user backend channel: {} ({} refused so far)", why, refused_);
     }
     bool reply = (header.flags & kFlagNeedReply) != 0 && (options_.protocol_features & protocol_feature::kReplyAck) != 0;
     if (!reply) return;

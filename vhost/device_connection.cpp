@@ -124,7 +124,7 @@ Result<void> DeviceConnection::open_backend_channel() {
     // Called while the back-end may wait for the reply to its CONFIG_CHANGE_MSG: asking it for the config
     // now would deadlock (until the timeout). Fetch it from a handler of its own, after that reply.
     channel.on_config_change = [this] { post_refresh_config(); };
-    channel.on_closed = [this] { spdlog::warn("vhost-user '{}': back-end closed its channel", config_.socket_path); };
+    channel.on_closed = [this] { log_.warn("vhost-user '{}': back-end closed its channel", config_.socket_path); };
     auto opened = frontend_->open_backend_channel(std::move(channel));
     if (!opened) return std::unexpected(opened.error());
     (*opened)->start(io_);
@@ -186,7 +186,7 @@ void DeviceConnection::send_pending_config() {
     std::span<const uint8_t> bytes(space.data() + w.begin, std::min<uint64_t>(w.end, space.size()) - w.begin);
     if (auto ok = frontend_->set_config(static_cast<uint32_t>(w.begin), bytes); !ok) {
         // Rate-limited by the coalescing above: one failure per pending write at most.
-        spdlog::warn("vhost-user '{}': SET_CONFIG: {}", config_.socket_path, ok.error().message);
+        set_config_log_.warn("vhost-user '{}': SET_CONFIG: {}", config_.socket_path, ok.error().message);
         check(ok.error());
     }
 }
@@ -237,10 +237,10 @@ Result<void> DeviceConnection::start(const ActiveRings& a, bool fresh) {
             uint16_t avail_idx = 0;
             std::memcpy(&avail_idx, avail->data() + 2, sizeof avail_idx);
             if (uint16_t pending = static_cast<uint16_t>(avail_idx - base); pending != 0)
-                spdlog::warn("vhost-user '{}': ring {} restarts at used index {} with {} request(s) the guest is "
-                             "still waiting for; the back-end keeps no inflight state (no INFLIGHT_SHMFD), so one it "
-                             "completed out of order before it died is done again and one it skipped is lost",
-                             config_.socket_path, i, base, pending);
+                log_.warn("vhost-user '{}': ring {} restarts at used index {} with {} request(s) the guest is "
+                          "still waiting for; the back-end keeps no inflight state (no INFLIGHT_SHMFD), so one it "
+                          "completed out of order before it died is done again and one it skipped is lost",
+                          config_.socket_path, i, base, pending);
         }
         VringAddr addr{i, 0, reinterpret_cast<uint64_t>(desc->data()), reinterpret_cast<uint64_t>(used->data()),
                        reinterpret_cast<uint64_t>(avail->data()), 0};
@@ -270,7 +270,7 @@ void DeviceConnection::reset() {
     }
     // GET_VRING_BASE stops each ring; then the back-end forgets the device state.
     for (uint32_t i : started_queues_)
-        if (auto base = frontend_->get_vring_base(i); !base) spdlog::warn("vhost-user '{}': {}", config_.socket_path, base.error().message);
+        if (auto base = frontend_->get_vring_base(i); !base) log_.warn("vhost-user '{}': {}", config_.socket_path, base.error().message);
     started_queues_.clear();
     Result<void> ok;
     if (frontend_->has(protocol_feature::kResetDevice)) ok = frontend_->reset_device();
@@ -286,8 +286,8 @@ void DeviceConnection::watch_socket() {
         if (auto a = alive.lock(); a && *a) on_socket_readable();
     });
     if (!watcher) {
-        spdlog::warn("vhost-user '{}': cannot watch the socket ({}); a lost back-end shows at the next request",
-                     config_.socket_path, watcher.error().message);
+        log_.warn("vhost-user '{}': cannot watch the socket ({}); a lost back-end shows at the next request",
+                  config_.socket_path, watcher.error().message);
         return;
     }
     socket_watcher_ = std::move(*watcher);
@@ -316,8 +316,8 @@ void DeviceConnection::lose(std::string why) {
     if (lost_ || frontend_ == nullptr) return;
     lost_ = true;
     if (socket_watcher_) socket_watcher_->pause();
-    spdlog::warn("vhost-user '{}': back-end lost ({}); reconnecting for up to {} ms", config_.socket_path, why,
-                 config_.reconnect_timeout.count());
+    log_.warn("vhost-user '{}': back-end lost ({}); reconnecting for up to {} ms", config_.socket_path, why,
+              config_.reconnect_timeout.count());
     tracer_.note(fmt::format("back-end lost: {}", why));
     // The caller may be running inside the connection (the backend channel's handler): tear it down from a
     // handler of its own.

@@ -24,6 +24,7 @@
 
 #include "base/error.h"
 #include "base/fd.h"
+#include "base/log_limit.h"
 #include "devices/virtio/virtio_device.h"
 #include "vhost/config_space.h"
 #include "vhost/device_config.h"
@@ -148,6 +149,9 @@ private:
     std::mutex config_write_mutex_;
     PendingConfigWrite config_write_;
     std::atomic<size_t> pending_posts_{0};
+    // Every message here follows what a back-end (or, for SET_CONFIG, the guest) does, as often as it likes.
+    LogLimit log_;
+    LogLimit set_config_log_;
     // Handlers posted to the loop hold a weak copy; the destructor clears it.
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

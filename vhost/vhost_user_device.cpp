@@ -98,7 +98,7 @@ ReconnectPolicy::Attempt VhostUserDevice::try_reconnect() {
         return {ok.error().refused ? Outcome::kGiveUp : Outcome::kRetry, ok.error().why};
     ++reconnects_;
     const auto& started = connection_->started_queues();
-    spdlog::warn("vhost-user '{}': back-end reconnected, {} ring(s) resumed", config_.socket_path, started.size());
+    log_.warn("vhost-user '{}': back-end reconnected, {} ring(s) resumed", config_.socket_path, started.size());
     connection_->tracer().note("back-end reconnected; state replayed");
     // The dead back-end may have consumed a kick without serving it, or completed requests without an
     // interrupt: kick every ring and let the driver look at its used rings once.
@@ -113,8 +113,8 @@ ReconnectPolicy::Attempt VhostUserDevice::try_reconnect() {
 }
 
 void VhostUserDevice::give_up(const std::string& why) {
-    spdlog::error("vhost-user '{}': no usable back-end within {} ms ({}); the device needs a reset", config_.socket_path,
-                  config_.reconnect_timeout.count(), why);
+    log_.error("vhost-user '{}': no usable back-end within {} ms ({}); the device needs a reset", config_.socket_path,
+               config_.reconnect_timeout.count(), why);
     connection_->tracer().note(fmt::format("reconnect given up: {}", why));
     // The driver learns through DEVICE_NEEDS_RESET; its next activate() starts a new round of attempts.
     if (interrupt_ != nullptr) interrupt_->needs_reset();

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/log_limit.h"
 #include "devices/virtio/virtio_device.h"
 #include "vhost/config_space.h"
 #include "vhost/device_config.h"
@@ -73,6 +74,7 @@ private:
     VirtioInterrupt* interrupt_ = nullptr;  // set by activate(), cleared by reset()
     std::optional<ActiveRings> active_;     // between activate() and reset()
     uint64_t reconnects_ = 0;
+    LogLimit log_;  // reconnects and give-ups come as often as a back-end dies
     // Declared after what they borrow and call back into, so they go first.
     std::unique_ptr<DeviceConnection> connection_;
     std::unique_ptr<ReconnectPolicy> reconnect_;

@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "devices/legacy/acpi_pm.h"
 #include "devices/legacy/debug_exit.h"
@@ -142,6 +143,14 @@ Result<void> VmBuilder::map_register_pages() {
     return {};
 }
 
+Result<std::shared_ptr<OutputSink>> VmBuilder::open_output(const OutputConfig& config, std::string_view what) {
+    auto sink = OutputSink::open(config, what);
+    if (!sink) return sink;
+    vm_->keep(*sink);
+    vm_->on_shutdown([out = *sink] { out->finish(std::chrono::milliseconds(200)); });
+    return sink;
+}
+
 Result<std::shared_ptr<IrqFdLine>> VmBuilder::irq_line(uint32_t gsi) {
     auto fd = EventFd::create();
     if (!fd) return std::unexpected(fd.error());
@@ -154,12 +163,11 @@ Result<std::shared_ptr<IrqFdLine>> VmBuilder::irq_line(uint32_t gsi) {
 Result<void> VmBuilder::attach_legacy_devices() {
     Vm* vm = vm_.get();
 
-    auto serial_out = OutputSink::open(config_.serial, "serial");
+    auto serial_out = open_output(config_.serial, "serial");
     if (!serial_out) return std::unexpected(serial_out.error());
     auto serial_irq = irq_line(Serial::kCom1Irq);
     if (!serial_irq) return std::unexpected(serial_irq.error());
     auto sink = *serial_out;
-    vm->keep(sink);
     auto serial = std::make_shared<Serial>(**serial_irq, [sink](std::span<const uint8_t> b) { sink->write(b); });
     if (auto r = vm->pio().insert(serial, Serial::kCom1Port, Serial::kRegisterCount); !r) return r;
     vm->add_device_state({"serial0", [serial] { return serial->save_state(); },

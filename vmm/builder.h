@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <string_view>
 
 #include "base/error.h"
 #include "memory/host_mapping.h"
@@ -14,6 +15,8 @@
 #include "vmm/vm.h"
 
 namespace kite {
+
+class OutputSink;
 
 class GsiRouting;
 class ShmMemslots;
@@ -44,6 +47,9 @@ private:
     Result<void> load_kernel();
     Result<void> create_vcpus();
 
+    // Opens a device's output sink, kept with the VM and given a short flush once the VM stops (a stuck
+    // output must not hold up the exit: SIGTERM ends Kite within a second).
+    Result<std::shared_ptr<OutputSink>> open_output(const OutputConfig& config, std::string_view what);
     // Registers an interrupt line on IOAPIC pin `gsi` through an irqfd.
     Result<std::shared_ptr<IrqFdLine>> irq_line(uint32_t gsi);
 

@@ -111,9 +111,8 @@ Result<void> VmBuilder::attach(const RngConfig&) {
 }
 
 Result<void> VmBuilder::attach(const ConsoleConfig& config) {
-    auto sink = OutputSink::open(config.output, "console");
+    auto sink = open_output(config.output, "console");
     if (!sink) return std::unexpected(sink.error());
-    vm_->keep(*sink);
     auto device = std::make_shared<ConsoleDevice>([out = *sink](std::span<const std::byte> bytes) {
         out->write(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
     });

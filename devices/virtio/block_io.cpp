@@ -9,31 +9,22 @@
 #include <cerrno>
 #include <spdlog/spdlog.h>
 #include <algorithm>
+#include <deque>
+#include <memory>
+#include <optional>
 #include <unordered_map>
 
 #include "base/event_fd.h"
+#include "base/log_limit.h"
 #include "base/fd.h"
 #include "base/fd_watcher.h"
+#include "devices/virtio/block_range_job.h"
 
 namespace kite {
 
 namespace {
 
 constexpr unsigned kRingEntries = 256;
-
-// Zeroes a range by writing zeroes: for files whose filesystem cannot FALLOC_FL_ZERO_RANGE.
-int64_t write_zeroes_by_hand(int fd, uint64_t offset, uint64_t length) {
-    static const std::vector<char> zeroes(64 * 1024);
-    while (length > 0) {
-        size_t n = static_cast<size_t>(std::min<uint64_t>(length, zeroes.size()));
-        ssize_t w = ::pwrite(fd, zeroes.data(), n, static_cast<off_t>(offset));
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return w < 0 ? -errno : -EIO;
-        offset += uint64_t(w);
-        length -= uint64_t(w);
-    }
-    return 0;
-}
 
 int64_t vectored(int fd, const BlockOp& op, bool write) {
     std::vector<iovec> iov = op.iov;
@@ -59,17 +50,52 @@ int64_t vectored(int fd, const BlockOp& op, bool write) {
     return int64_t(done);
 }
 
+bool is_range(const BlockOp& op) {
+    return op.kind == BlockOp::Kind::kDiscard || op.kind == BlockOp::Kind::kWriteZeroes;
+}
+
 class SyncEngine final : public BlockEngine {
 public:
-    SyncEngine(int fd, Completion done) : fd_(fd), done_(std::move(done)) {}
-    void submit(BlockOp op) override { done_(op.tag, run_block_op_sync(fd_, op)); }
-    void cancel_all() override {}
-    void finish_all() override {}
+    SyncEngine(int fd, asio::io_context& io, Completion done) : fd_(fd), io_(io), done_(std::move(done)) {}
+    void submit(BlockOp op) override {
+        if (!is_range(op)) return done_(op.tag, run_block_op_sync(fd_, op));
+        jobs_.push_back(RangeJob::from(op));
+        schedule();
+    }
+    void cancel_all() override { jobs_.clear(); }  // they touch no guest memory
+    void finish_all() override {
+        while (!jobs_.empty()) step();
+    }
     bool is_async() const override { return false; }
 
 private:
+    // One slice of the oldest job per event-loop pass (RangeJob); the handler does nothing once the
+    // engine is gone.
+    void schedule() {
+        if (scheduled_ || jobs_.empty()) return;
+        scheduled_ = true;
+        asio::post(io_, [this, alive = std::weak_ptr<int>(alive_)] {
+            if (alive.expired()) return;
+            scheduled_ = false;
+            step();
+            schedule();
+        });
+    }
+    void step() {
+        RangeJob& job = jobs_.front();
+        std::optional<int64_t> result = job.slice() == 0 ? 0 : job.advance(run_slice_sync(fd_, job));
+        if (!result) return;
+        uint64_t tag = job.tag;
+        jobs_.pop_front();
+        done_(tag, *result);
+    }
+
     int fd_;
+    asio::io_context& io_;
     Completion done_;
+    std::deque<RangeJob> jobs_;
+    bool scheduled_ = false;
+    std::shared_ptr<int> alive_ = std::make_shared<int>();
 };
 
 class UringEngine final : public BlockEngine {
@@ -95,9 +121,13 @@ public:
         return {};
     }
     void submit(BlockOp op) override {
-        // Write-zeroes goes the synchronous way: it falls back to writing zeroes by hand where the
-        // filesystem cannot FALLOC_FL_ZERO_RANGE. A full ring is never expected with one 256-entry queue.
-        io_uring_sqe* sqe = op.kind == BlockOp::Kind::kWriteZeroes ? nullptr : io_uring_get_sqe(&ring_);
+        if (is_range(op)) {
+            uint64_t tag = op.tag;
+            jobs_.emplace(tag, RangeJob::from(op));
+            return start_slice(tag);
+        }
+        // A full ring is never expected with one 256-entry queue.
+        io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
         if (!sqe) {
             done_(op.tag, run_block_op_sync(fd_, op));
             return;
@@ -111,55 +141,95 @@ public:
                 break;
             case BlockOp::Kind::kFlush: io_uring_prep_fsync(sqe, fd_, 0); break;
             case BlockOp::Kind::kDiscard:
-                io_uring_prep_fallocate(sqe, fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off_t(op.offset),
-                                        off_t(op.length));
-                break;
-            case BlockOp::Kind::kWriteZeroes: break;  // handled above
+            case BlockOp::Kind::kWriteZeroes: break;  // range jobs, above
         }
         uint64_t tag = op.tag;
         // The iovec array must stay alive until the kernel has consumed the SQE: keep the op.
         in_flight_.emplace(tag, std::move(op));
         io_uring_sqe_set_data64(sqe, tag);
-        // On failure the SQE stays queued and goes in with the next successful submit.
-        if (int r = io_uring_submit(&ring_); r < 0) spdlog::warn("virtio-blk: io_uring_submit: {}", -r);
+        submit_ring();
     }
 
     void cancel_all() override {
         dropping_ = true;
-        while (!in_flight_.empty()) {
+        while (busy()) {
             io_uring_cqe* cqe = nullptr;
             if (io_uring_wait_cqe(&ring_, &cqe) < 0) break;
-            in_flight_.erase(io_uring_cqe_get_data64(cqe));
-            io_uring_cqe_seen(&ring_, cqe);
+            take(cqe);
         }
         in_flight_.clear();
+        jobs_.clear();
         dropping_ = false;
     }
     void finish_all() override {
-        while (!in_flight_.empty()) {
+        while (busy()) {
             io_uring_cqe* cqe = nullptr;
             if (int r = io_uring_wait_cqe(&ring_, &cqe); r < 0) {
                 if (r == -EINTR) continue;
-                spdlog::warn("virtio-blk: io_uring_wait_cqe: {}", -r);
+                log_.warn("virtio-blk: io_uring_wait_cqe: {}", -r);
                 return;
             }
-            uint64_t tag = io_uring_cqe_get_data64(cqe);
-            int64_t res = cqe->res;
-            io_uring_cqe_seen(&ring_, cqe);
-            if (in_flight_.erase(tag)) done_(tag, res);
+            take(cqe);
         }
     }
     bool is_async() const override { return true; }
 
 private:
+    // Device tags count up from 0; a range job's slice carries its tag with this bit set.
+    static constexpr uint64_t kSliceBit = 1ull << 63;
+
+    bool busy() const { return !in_flight_.empty() || !jobs_.empty(); }
+
+    void submit_ring() {
+        // On failure the SQE stays queued and goes in with the next successful submit.
+        if (int r = io_uring_submit(&ring_); r < 0) log_.warn("virtio-blk: io_uring_submit: {}", -r);
+    }
+
     void reap() {
         io_uring_cqe* cqe = nullptr;
-        while (io_uring_peek_cqe(&ring_, &cqe) == 0) {
-            uint64_t tag = io_uring_cqe_get_data64(cqe);
-            int64_t res = cqe->res;
-            io_uring_cqe_seen(&ring_, cqe);
-            if (in_flight_.erase(tag) && !dropping_) done_(tag, res);
+        while (io_uring_peek_cqe(&ring_, &cqe) == 0) take(cqe);
+    }
+
+    // Consumes one completion: an op's, or a range job's slice (which starts the next slice).
+    void take(io_uring_cqe* cqe) {
+        uint64_t data = io_uring_cqe_get_data64(cqe);
+        int64_t res = cqe->res;
+        io_uring_cqe_seen(&ring_, cqe);
+        if (data & kSliceBit) return slice_done(data & ~kSliceBit, res);
+        if (in_flight_.erase(data) && !dropping_) done_(data, res);
+    }
+
+    // Puts the job's next slice in the ring: one slice in flight per job, so a job never holds the
+    // ring, and cancel_all() never waits for more than one slice of it.
+    void start_slice(uint64_t tag) {
+        for (;;) {
+            RangeJob& job = jobs_.at(tag);
+            if (job.slice() == 0) return finish_job(tag, 0);
+            if (io_uring_sqe* sqe = io_uring_get_sqe(&ring_)) {
+                if (job.how == RangeJob::How::kWriteByHand)
+                    io_uring_prep_write(sqe, fd_, zero_buffer().data(), unsigned(job.slice()), job.offset);
+                else
+                    io_uring_prep_fallocate(sqe, fd_, job.fallocate_mode(), off_t(job.offset), off_t(job.slice()));
+                io_uring_sqe_set_data64(sqe, tag | kSliceBit);
+                return submit_ring();
+            }
+            // A full ring (not expected): this slice synchronously.
+            if (auto result = job.advance(run_slice_sync(fd_, job))) return finish_job(tag, *result);
         }
+    }
+    void slice_done(uint64_t tag, int64_t res) {
+        auto it = jobs_.find(tag);
+        if (it == jobs_.end()) return;
+        if (dropping_) {
+            jobs_.erase(it);
+            return;
+        }
+        if (auto result = it->second.advance(res)) return finish_job(tag, *result);
+        start_slice(tag);
+    }
+    void finish_job(uint64_t tag, int64_t result) {
+        jobs_.erase(tag);
+        done_(tag, result);
     }
 
     int fd_;
@@ -170,6 +240,8 @@ private:
     EventFd event_;
     std::unique_ptr<FdWatcher> watcher_;
     std::unordered_map<uint64_t, BlockOp> in_flight_;
+    std::unordered_map<uint64_t, RangeJob> jobs_;  // discard and write-zeroes, by tag
+    LogLimit log_;
 };
 
 }  // namespace
@@ -180,14 +252,13 @@ int64_t run_block_op_sync(int fd, const BlockOp& op) {
         case BlockOp::Kind::kWrite: return vectored(fd, op, true);
         case BlockOp::Kind::kFlush: return ::fdatasync(fd) == 0 ? 0 : -errno;
         case BlockOp::Kind::kDiscard:
-            return ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off_t(op.offset), off_t(op.length)) == 0
-                       ? 0
-                       : -errno;
-        case BlockOp::Kind::kWriteZeroes:
-            if (::fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off_t(op.offset), off_t(op.length)) == 0)
-                return 0;
-            if (errno != EOPNOTSUPP && errno != EINVAL) return -errno;
-            return write_zeroes_by_hand(fd, op.offset, op.length);
+        case BlockOp::Kind::kWriteZeroes: {
+            RangeJob job = RangeJob::from(op);
+            for (;;) {
+                if (job.slice() == 0) return 0;
+                if (auto result = job.advance(run_slice_sync(fd, job))) return *result;
+            }
+        }
     }
     return -EINVAL;
 }
@@ -200,7 +271,7 @@ Result<std::unique_ptr<BlockEngine>> BlockEngine::create(int fd, asio::io_contex
         if (r) return std::unique_ptr<BlockEngine>(std::move(engine));
         spdlog::info("virtio-blk: io_uring unavailable ({}), using synchronous I/O", r.error().message);
     }
-    return std::unique_ptr<BlockEngine>(std::make_unique<SyncEngine>(fd, std::move(done)));
+    return std::unique_ptr<BlockEngine>(std::make_unique<SyncEngine>(fd, io, std::move(done)));
 }
 
 }  // namespace kite

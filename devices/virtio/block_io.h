@@ -1,6 +1,8 @@
 // The I/O engines behind virtio-blk: io_uring (completions reaped on the VMM thread when the ring's
 // eventfd fires) with a synchronous fallback (preadv/pwritev/fsync/fallocate on the VMM thread) for
-// kernels or sandboxes where io_uring_queue_init fails.
+// kernels or sandboxes where io_uring_queue_init fails. Both run discard and write-zeroes in slices
+// (devices/virtio/block_range_job.h): io_uring one slice in flight per request, the synchronous engine
+// one slice per event-loop pass, so such a request never holds the VMM thread for long.
 #pragma once
 
 #include <sys/uio.h>

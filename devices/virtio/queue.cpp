@@ -1,10 +1,10 @@
 #include "devices/virtio/queue.h"
 
-#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <bit>
 
+#include "base/log_limit.h"
 #include "devices/virtio/spec.h"
 
 namespace kite {
@@ -12,6 +12,13 @@ namespace kite {
 namespace {
 
 constexpr uint16_t kAvailFlagNoInterrupt = 1;
+
+// One limiter for every queue: a guest that resets its device gets new Queues, and can break them in a
+// loop (and it has many queues to break).
+LogLimit& breakage_log() {
+    static LogLimit limit;
+    return limit;
+}
 
 // Ring layout (spec 2.7): avail = flags, idx, ring[size], used_event; used = flags, idx,
 // ring[size] of {id, len}, avail_event.
@@ -75,7 +82,7 @@ Result<uint16_t> Queue::start_at_used_idx() {
 }
 
 void Queue::mark_broken(std::string reason) {
-    if (!broken_) spdlog::warn("virtqueue: {}", reason);
+    if (!broken_) breakage_log().warn("virtqueue: {}", reason);
     broken_ = Error{std::move(reason), 0};
 }
 

@@ -25,7 +25,7 @@ kvm_irq_routing_entry msi_entry(uint32_t gsi, const MsiMessage& message) {
 void GsiRouting::set_ioapic_routes(const Ioapic::Routes& routes) {
     std::lock_guard lock(mutex_);
     ioapic_ = routes;
-    if (auto r = commit_locked(); !r) spdlog::error("I/O APIC: {}", r.error().message);
+    if (auto r = commit_locked(); !r) log_.error("I/O APIC: {}", r.error().message);
 }
 
 Result<uint32_t> GsiRouting::allocate(uint32_t count) {

@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 
+#include "base/log_limit.h"
 #include "devices/legacy/ioapic.h"
 #include "devices/virtio/pci_transport.h"
 #include "vmm/kvm/kvm.h"
@@ -50,6 +51,7 @@ private:
     Ioapic::Routes ioapic_{};
     std::map<uint32_t, MsiMessage> pci_;  // by GSI
     uint32_t next_gsi_ = kFirstPciGsi;
+    LogLimit log_;  // routes change on guest writes to the I/O APIC
 };
 
 }  // namespace kite

@@ -5,8 +5,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "base/log_limit.h"
-
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22  // Linux 5.14
 #endif
@@ -14,9 +12,6 @@
 namespace kite {
 
 namespace {
-
-// Guest-triggered (a hostile back-end's maps, a guest's writes): rate-limited.
-LogLimit slot_log;
 
 // Whether the host can read the last page of [host, host + len): a file mapped there that shrank below
 // it cannot. (Shrinking takes pages off the end; a file's holes read zeroes.) MADV_POPULATE_READ faults
@@ -57,7 +52,7 @@ size_t ShmMemslots::slot_count() const {
 std::map<uint64_t, ShmMemslots::Slot>::iterator ShmMemslots::drop(std::map<uint64_t, Slot>::iterator it) {
     // Size 0 deletes the slot; KVM then zaps the guest's mappings of it before the host range changes.
     if (auto ok = set_slot_(it->second.id, it->first, 0, nullptr, 0); !ok)
-        slot_log.warn("shared memory at {:#x}: deleting memslot {}: {}", it->first, it->second.id, ok.error().message);
+        log_.error("shared memory at {:#x}: deleting memslot {}: {}", it->first, it->second.id, ok.error().message);
     free_slots_.push_back(it->second.id);
     return slots_.erase(it);
 }
@@ -106,7 +101,7 @@ void ShmMemslots::mapped(GuestAddress gpa, const ShmWindow::Mapping& mapping, st
         return;
     }
     if (!mapping.writable && !readonly_supported_) {
-        slot_log.warn("shared memory at {:#x}: read-only mapping but KVM lacks KVM_CAP_READONLY_MEM; "
+        log_.error("shared memory at {:#x}: read-only mapping but KVM lacks KVM_CAP_READONLY_MEM; "
                       "the guest sees a hole there", start);
         return;
     }
@@ -114,12 +109,12 @@ void ShmMemslots::mapped(GuestAddress gpa, const ShmWindow::Mapping& mapping, st
     if (!slot) {
         // The window caps its mappings well below KVM's slot count, so this is a configuration limit, not
         // a guest-visible state: the mapping stays host-only and the guest sees a hole.
-        slot_log.warn("shared memory at {:#x}: no KVM memslot left; the guest sees a hole there", start);
+        log_.error("shared memory at {:#x}: no KVM memslot left; the guest sees a hole there", start);
         return;
     }
     uint32_t flags = mapping.writable ? 0 : KVM_MEM_READONLY;
     if (auto ok = set_slot_(*slot, start, mapping.len, mapping.host, flags); !ok) {
-        slot_log.warn("shared memory at {:#x} (+{:#x}): {}; the guest sees a hole there", start, mapping.len,
+        log_.error("shared memory at {:#x} (+{:#x}): {}; the guest sees a hole there", start, mapping.len,
                       ok.error().message);
         free_slots_.push_back(*slot);
         return;
@@ -152,7 +147,7 @@ size_t ShmMemslots::repair() {
         }
         std::string line = fmt::format("shared memory at {:#x} (+{:#x}): {}; the guest sees a hole there now",
                                        it->first, slot.len, why);
-        slot_log.warn("{}", line);
+        log_.warn("{}", line);
         if (slot.note && *slot.note) (*slot.note)(line);
         std::byte* host = slot.host;
         uint64_t len = slot.len;

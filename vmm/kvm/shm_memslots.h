@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/log_limit.h"
 #include "memory/address.h"
 #include "memory/shm_window.h"
 #include "vmm/kvm/kvm.h"
@@ -93,6 +94,7 @@ private:
     uint32_t next_slot_;
     uint32_t slot_limit_;
     bool readonly_supported_;
+    LogLimit log_;  // every message here follows a back-end's SHMEM_MAP or SHMEM_UNMAP
 };
 
 }  // namespace kite

@@ -2,6 +2,7 @@
 
 #include "devices/virtio/queue.h"
 #include "devices/virtio/spec.h"
+#include "../log_capture.h"
 #include "fake_queue.h"
 
 using namespace kite;
@@ -86,6 +87,23 @@ TEST_CASE("an avail index more than a queue size ahead breaks the queue") {
 
     CHECK_FALSE(chain);
     CHECK(q.is_broken());
+}
+
+// Issue 12 item 14: a guest that breaks its queue, resets the device and breaks it again gets a new
+// Queue each time; the log must not grow with every round.
+TEST_CASE("a guest breaking queue after queue logs a bounded number of lines") {
+    HeapMemory mem(1 << 20);
+    FakeQueue fq(mem, 8);
+    fq.set_avail_idx(9);
+    kite::test::LogCapture log;
+
+    for (int i = 0; i < 200; ++i) {
+        auto q = *Queue::create(mem, fq.config(), 256, kFeatures);
+        q.pop();
+        REQUIRE(q.is_broken());
+    }
+
+    CHECK(log.lines() <= 11);  // LogLimit's burst, and one "suppressed" line
 }
 
 TEST_CASE("a head index beyond the queue breaks the queue") {
