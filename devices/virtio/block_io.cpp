@@ -14,6 +14,7 @@
 #include "base/event_fd.h"
 #include "base/fd.h"
 #include "base/fd_watcher.h"
+#include "devices/virtio/block_ring.h"
 
 namespace kite {
 
@@ -82,13 +83,11 @@ public:
     }
 
     Result<void> init(asio::io_context& io) {
-        if (int r = io_uring_queue_init(kRingEntries, &ring_, 0); r < 0) return std::unexpected(errno_error("io_uring_queue_init", -r));
-        ring_ready_ = true;
         auto event = EventFd::create();
         if (!event) return std::unexpected(event.error());
         event_ = std::move(*event);
-        if (int r = io_uring_register_eventfd(&ring_, event_.get()); r < 0)
-            return std::unexpected(errno_error("io_uring_register_eventfd", -r));
+        if (auto r = setup_block_ring(ring_, kRingEntries, event_.get()); !r) return r;
+        ring_ready_ = true;
         auto watcher = FdWatcher::create(io, event_.get(), FdWatcher::Mode::kDrainEventfd, [this] { reap(); });
         if (!watcher) return std::unexpected(watcher.error());
         watcher_ = std::move(*watcher);
@@ -102,6 +101,7 @@ public:
             done_(op.tag, run_block_op_sync(fd_, op));
             return;
         }
+        // A new operation here must be added to block_ring_operations(), or the ring refuses it (EACCES).
         switch (op.kind) {
             case BlockOp::Kind::kRead:
                 io_uring_prep_readv(sqe, fd_, op.iov.data(), unsigned(op.iov.size()), op.offset);
