@@ -17,6 +17,7 @@
 #include "devices/virtio/tap.h"
 #include "vmm/host_console.h"
 #include "vmm/kvm/kvm_ioctls.h"
+#include "vmm/syscall_names.h"
 
 namespace kite {
 
@@ -91,20 +92,6 @@ std::vector<ArgRule> arg_rules() {
     return rules;
 }
 
-// Names by number for the SIGSYS handler, resolved before the filter goes in (the handler itself may
-// only write and exit).
-constexpr int kNamedCalls = 512;
-std::array<char[32], kNamedCalls> g_names{};
-
-void name_calls() {
-    for (int nr = 0; nr < kNamedCalls; ++nr) {
-        char* name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
-        if (name == nullptr) continue;
-        std::strncpy(g_names[nr], name, sizeof g_names[nr] - 1);
-        std::free(name);
-    }
-}
-
 void put(const char* s) {
     for (size_t n = std::strlen(s); n > 0;) {
         ssize_t w = ::write(STDERR_FILENO, s, n);
@@ -131,9 +118,9 @@ void on_sigsys(int, siginfo_t* info, void* context) {
     int nr = info->si_syscall;
     put("kite: error: seccomp: the VMM made system call ");
     put_number(nr < 0 ? 0u : static_cast<unsigned>(nr), 10);
-    if (nr >= 0 && nr < kNamedCalls && g_names[nr][0] != '\0') {
+    if (nr >= 0 && static_cast<size_t>(nr) < std::size(kSyscallNames) && kSyscallNames[nr][0] != '\0') {
         put(" (");
-        put(g_names[nr]);
+        put(kSyscallNames[nr]);
         put(")");
     }
     // The first two arguments tell which ioctl request, socket domain or clone flags were refused.
@@ -169,7 +156,6 @@ Result<void> install_seccomp(SeccompMode mode) {
         return {};
     }
     if (mode == SeccompMode::On) {
-        name_calls();
         struct sigaction sa{};
         sa.sa_sigaction = on_sigsys;
         sa.sa_flags = SA_SIGINFO;
