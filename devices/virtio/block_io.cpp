@@ -20,8 +20,6 @@ namespace kite {
 
 namespace {
 
-constexpr unsigned kRingEntries = 256;
-
 // Zeroes a range by writing zeroes: for files whose filesystem cannot FALLOC_FL_ZERO_RANGE.
 int64_t write_zeroes_by_hand(int fd, uint64_t offset, uint64_t length) {
     static const std::vector<char> zeroes(64 * 1024);
@@ -75,20 +73,13 @@ private:
 
 class UringEngine final : public BlockEngine {
 public:
-    UringEngine(int fd, Completion done) : fd_(fd), done_(std::move(done)) {}
-    ~UringEngine() override {
-        if (!ring_ready_) return;
-        cancel_all();
-        io_uring_queue_exit(&ring_);
-    }
+    UringEngine(int fd, Completion done, BlockRing& ring)
+        : fd_(fd), done_(std::move(done)), ring_(ring.ring()), event_fd_(ring.eventfd()) {}
+    // The ring stays with the device (a reset makes a new engine on it): only what is in flight goes.
+    ~UringEngine() override { cancel_all(); }
 
     Result<void> init(asio::io_context& io) {
-        auto event = EventFd::create();
-        if (!event) return std::unexpected(event.error());
-        event_ = std::move(*event);
-        if (auto r = setup_block_ring(ring_, kRingEntries, event_.get()); !r) return r;
-        ring_ready_ = true;
-        auto watcher = FdWatcher::create(io, event_.get(), FdWatcher::Mode::kDrainEventfd, [this] { reap(); });
+        auto watcher = FdWatcher::create(io, event_fd_, FdWatcher::Mode::kDrainEventfd, [this] { reap(); });
         if (!watcher) return std::unexpected(watcher.error());
         watcher_ = std::move(*watcher);
         return {};
@@ -164,10 +155,9 @@ private:
 
     int fd_;
     Completion done_;
-    io_uring ring_{};
-    bool ring_ready_ = false;
+    io_uring& ring_;
+    int event_fd_;
     bool dropping_ = false;
-    EventFd event_;
     std::unique_ptr<FdWatcher> watcher_;
     std::unordered_map<uint64_t, BlockOp> in_flight_;
 };
@@ -193,9 +183,9 @@ int64_t run_block_op_sync(int fd, const BlockOp& op) {
 }
 
 Result<std::unique_ptr<BlockEngine>> BlockEngine::create(int fd, asio::io_context& io, Completion done,
-                                                         bool try_io_uring) {
-    if (try_io_uring) {
-        auto engine = std::make_unique<UringEngine>(fd, done);
+                                                         BlockRing* ring) {
+    if (ring) {
+        auto engine = std::make_unique<UringEngine>(fd, done, *ring);
         auto r = engine->init(io);
         if (r) return std::unique_ptr<BlockEngine>(std::move(engine));
         spdlog::info("virtio-blk: io_uring unavailable ({}), using synchronous I/O", r.error().message);

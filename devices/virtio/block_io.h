@@ -1,5 +1,5 @@
-// The I/O engines behind virtio-blk: io_uring (completions reaped on the VMM thread when the ring's
-// eventfd fires) with a synchronous fallback (preadv/pwritev/fsync/fallocate on the VMM thread) for
+// The I/O engines behind virtio-blk: io_uring on the device's ring (completions reaped on the VMM thread
+// when the ring's eventfd fires) with a synchronous fallback (preadv/pwritev/fsync/fallocate on the VMM thread) for
 // kernels or sandboxes where io_uring_queue_init fails.
 #pragma once
 
@@ -18,6 +18,8 @@ class io_context;
 
 namespace kite {
 
+class BlockRing;
+
 struct BlockOp {
     enum class Kind { kRead, kWrite, kFlush, kDiscard, kWriteZeroes };
     Kind kind = Kind::kRead;
@@ -32,9 +34,9 @@ public:
     // tag, then bytes transferred (read/write), 0 (other ops) or -errno.
     using Completion = std::function<void(uint64_t tag, int64_t result)>;
 
-    // io_uring if it can be set up (and try_io_uring), else the synchronous engine.
+    // io_uring on `ring` (block_ring.h; it must outlive the engine), else (nullptr) the synchronous engine.
     static Result<std::unique_ptr<BlockEngine>> create(int fd, asio::io_context& io, Completion done,
-                                                       bool try_io_uring = true);
+                                                       BlockRing* ring);
     virtual ~BlockEngine() = default;
 
     // Starts the op; the completion runs on the VMM thread, possibly before submit() returns.

@@ -50,4 +50,18 @@ Result<void> setup_block_ring(io_uring& ring, unsigned entries, int eventfd) {
     return {};
 }
 
+Result<std::unique_ptr<BlockRing>> BlockRing::create(unsigned entries) {
+    auto event = EventFd::create();
+    if (!event) return std::unexpected(event.error());
+    std::unique_ptr<BlockRing> ring(new BlockRing());
+    ring->event_ = std::move(*event);
+    if (auto r = setup_block_ring(ring->ring_, entries, ring->event_.get()); !r) return std::unexpected(r.error());
+    ring->ready_ = true;
+    return ring;
+}
+
+BlockRing::~BlockRing() {
+    if (ready_) io_uring_queue_exit(&ring_);
+}
+
 }  // namespace kite

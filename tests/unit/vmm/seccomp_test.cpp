@@ -1,6 +1,7 @@
 // The filter is tried in forked children: once installed it cannot be taken off.
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <linux/io_uring.h>
 #include <linux/kvm.h>
 #include <sched.h>
 #include <sys/ioctl.h>
@@ -79,6 +80,14 @@ int clone_into_new_user_namespace() {
     return 0;
 }
 
+int new_io_uring() {
+    io_uring_params params{};
+    long fd = ::syscall(SYS_io_uring_setup, 8, &params);
+    if (fd < 0) return errno;
+    ::close(static_cast<int>(fd));
+    return 0;
+}
+
 // A child that installs the filter `mode`, makes `call`, and returns 12 if it survived.
 template <class Call>
 Child refused_in_child(SeccompMode mode, Call call) {
@@ -149,6 +158,14 @@ TEST_CASE("with the filter on, ioctl TIOCSTI, a netlink socket and clone into a 
     check_refused(refused_in_child(SeccompMode::On, tiocsti_on_a_pipe), "ioctl", ", 0x5412)");
     check_refused(refused_in_child(SeccompMode::On, netlink_socket), "socket", "arguments 0x10,");
     check_refused(refused_in_child(SeccompMode::On, clone_into_new_user_namespace), "clone", "arguments 0x10000011,");
+}
+
+TEST_CASE("with the filter on, no new io_uring ring: Kite's own are made before, restricted") {
+    if (seccomp_unavailable_in_this_build()) {
+        MESSAGE("sanitizer build: kite runs without the filter, nothing to test");
+        return;
+    }
+    check_refused(refused_in_child(SeccompMode::On, new_io_uring), "io_uring_setup", "arguments 0x8,");
 }
 
 TEST_CASE("with the filter on, threads start, Unix sockets open and Kite's own ioctls are allowed") {
