@@ -125,7 +125,10 @@ TEST_CASE("with the filter on, a VMM's calls work and one outside the list ends 
 }
 
 TEST_CASE("with the filter on, starting a program is refused") {
-    if (seccomp_unavailable_in_this_build()) return;
+    if (seccomp_unavailable_in_this_build()) {
+        MESSAGE("sanitizer build: kite runs without the filter, nothing to test");
+        return;
+    }
     auto c = in_child([] {
         if (!install_seccomp(SeccompMode::On)) return 10;
         char* argv[] = {const_cast<char*>("/bin/true"), nullptr};
