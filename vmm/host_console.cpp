@@ -1,5 +1,6 @@
 #include "vmm/host_console.h"
 
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 namespace kite {
@@ -21,6 +22,11 @@ HostConsole::HostConsole(asio::io_context& io, InputSink sink, std::function<voi
 
 HostConsole::~HostConsole() {
     if (saved_) ::tcsetattr(STDIN_FILENO, TCSANOW, &*saved_);
+}
+
+std::span<const unsigned long> HostConsole::ioctl_requests() {
+    static constexpr unsigned long kRequests[] = {TCGETS, TCSETS};
+    return kRequests;
 }
 
 void HostConsole::start() { read_more(); }

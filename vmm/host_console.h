@@ -22,6 +22,10 @@ public:
     HostConsole(const HostConsole&) = delete;
     HostConsole& operator=(const HostConsole&) = delete;
 
+    // The terminal ioctls it sends (isatty and tcgetattr: TCGETS; tcsetattr TCSANOW: TCSETS), which the
+    // seccomp filter allows; TIOCSTI (typing into the terminal Kite was started from) is not among them.
+    static std::span<const unsigned long> ioctl_requests();
+
     void start();
     // The guest drained its input FIFO: deliver what is pending and read stdin again. VMM thread only.
     void input_space_available();

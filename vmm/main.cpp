@@ -16,7 +16,7 @@
 #include "vmm/config/cli.h"
 #include "vmm/control/client.h"
 #include "vmm/control/vm_control.h"
-#include "vmm/seccomp.h"
+#include "vmm/sandbox.h"
 #include "vmm/snapshot/key_file.h"
 #include "vmm/snapshot/snapshot.h"
 #include "vmm/snapshot/vm_snapshot.h"
@@ -109,9 +109,9 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "kite: %s\n", r.error().message.c_str());
         return kExitConfigError;
     }
-    // Last before the guest runs: everything above may open files and create the VM unfiltered.
-    if (auto r = kite::install_seccomp(config.seccomp); !r) {
-        std::fprintf(stderr, "kite: %s (run with --seccomp off to go without the filter)\n",
+    // Last before the guest runs: everything above may open files and create the VM unsandboxed.
+    if (auto r = kite::install_sandbox(config); !r) {
+        std::fprintf(stderr, "kite: %s (run with --seccomp off to go without the sandbox)\n",
                      r.error().message.c_str());
         return kExitConfigError;
     }

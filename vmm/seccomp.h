@@ -2,7 +2,11 @@
 // a device emulation path gets a VMM that cannot start programs, trace or read other processes, load
 // kernel modules or BPF, mount, change namespaces, credentials or the clock: the allowlist holds what a
 // running VMM does (file and socket I/O, memory, threads, timers, signals, KVM and io_uring), nothing
-// more. Set up (opening files, creating the VM) happens before, unfiltered.
+// more. Some calls are allowed with given arguments only: ioctl with the requests Kite sends (KVM's, the
+// tap's offloads, the console's terminal modes, FIONBIO: no TIOCSTI), socket and socketpair with AF_UNIX,
+// clone with pthread_create's thread flags (no process, no CLONE_NEW*); clone3, whose flags the filter
+// cannot see, answers ENOSYS (glibc then uses clone). What io_uring may do is limited on the ring itself
+// (devices/virtio/block_ring.h). Set up (opening files, creating the VM) happens before, unfiltered.
 //
 // A call outside the list raises SIGSYS; the handler names the call on stderr and ends Kite with status
 // 1 (a VMM failure), so a missing entry is a clear bug report rather than a silent kill.

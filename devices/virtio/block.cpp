@@ -2,12 +2,14 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cstring>
 
+#include "devices/virtio/block_ring.h"
 #include "devices/virtio/chain_io.h"
 #include "devices/virtio/spec.h"
 
@@ -81,16 +83,24 @@ Result<std::shared_ptr<BlockDevice>> BlockDevice::open(const BlockOptions& optio
     std::string serial = options.serial;
     if (serial.empty()) serial = options.path.substr(options.path.find_last_of('/') + 1);
     serial.resize(std::min(serial.size(), kIdBytes));
+    // The ring is made now, before the sandbox (block_ring.h), and serves every activation.
+    std::unique_ptr<BlockRing> ring;
+    if (options.try_io_uring) {
+        auto made = BlockRing::create(kBlockRingEntries);
+        if (made) ring = std::move(*made);
+        else spdlog::info("virtio-blk: io_uring unavailable ({}), using synchronous I/O", made.error().message);
+    }
     return std::shared_ptr<BlockDevice>(new BlockDevice(std::move(fd), uint64_t(size) / kSectorSize,
-                                                        options.read_only, std::move(serial), options.try_io_uring));
+                                                        options.read_only, std::move(serial), std::move(ring)));
 }
 
-BlockDevice::BlockDevice(UniqueFd fd, uint64_t capacity, bool read_only, std::string serial, bool try_io_uring)
+BlockDevice::BlockDevice(UniqueFd fd, uint64_t capacity, bool read_only, std::string serial,
+                         std::unique_ptr<BlockRing> ring)
     : fd_(std::move(fd)),
       capacity_(capacity),
       read_only_(read_only),
       serial_(std::move(serial)),
-      try_io_uring_(try_io_uring),
+      ring_(std::move(ring)),
       config_(kCfgSize, 0) {
     put<uint64_t>(config_, kCfgCapacity, capacity_);
     put<uint32_t>(config_, kCfgSegMax, kQueueSize - 2);  // header and status take two descriptors
@@ -119,7 +129,7 @@ void BlockDevice::read_config(uint64_t offset, std::span<uint8_t> data) {
 
 Result<void> BlockDevice::activate(ActivateContext ctx) {
     auto engine = BlockEngine::create(fd_.get(), ctx.io, [this](uint64_t tag, int64_t r) { on_done(tag, r); },
-                                      try_io_uring_);
+                                      ring_.get());
     if (!engine) return std::unexpected(engine.error());
     if (auto r = active_.activate(ctx, queue_max_sizes(), [this](uint16_t) { process(); }); !r) return r;
     features_ = ctx.driver_features;

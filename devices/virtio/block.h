@@ -57,7 +57,7 @@ private:
         uint64_t expected = 0;  // bytes a read/write must transfer
     };
 
-    BlockDevice(UniqueFd fd, uint64_t capacity, bool read_only, std::string serial, bool try_io_uring);
+    BlockDevice(UniqueFd fd, uint64_t capacity, bool read_only, std::string serial, std::unique_ptr<BlockRing> ring);
 
     void process();
     // Parses one chain; either submits an op (completion later) or completes it at once.
@@ -69,7 +69,7 @@ private:
     uint64_t capacity_;  // sectors
     bool read_only_;
     std::string serial_;
-    bool try_io_uring_;
+    std::unique_ptr<BlockRing> ring_;  // null: synchronous I/O; outlives every engine_ made on it
     std::vector<uint8_t> config_;
 
     ActiveQueues active_;

@@ -19,12 +19,12 @@
 #include "base/fd.h"
 #include "base/fd_watcher.h"
 #include "devices/virtio/block_range_job.h"
+#include "devices/virtio/block_ring.h"
 
 namespace kite {
 
 namespace {
 
-constexpr unsigned kRingEntries = 256;
 
 int64_t vectored(int fd, const BlockOp& op, bool write) {
     std::vector<iovec> iov = op.iov;
@@ -100,22 +100,13 @@ private:
 
 class UringEngine final : public BlockEngine {
 public:
-    UringEngine(int fd, Completion done) : fd_(fd), done_(std::move(done)) {}
-    ~UringEngine() override {
-        if (!ring_ready_) return;
-        cancel_all();
-        io_uring_queue_exit(&ring_);
-    }
+    UringEngine(int fd, Completion done, BlockRing& ring)
+        : fd_(fd), done_(std::move(done)), ring_(ring.ring()), event_fd_(ring.eventfd()) {}
+    // The ring stays with the device (a reset makes a new engine on it): only what is in flight goes.
+    ~UringEngine() override { cancel_all(); }
 
     Result<void> init(asio::io_context& io) {
-        if (int r = io_uring_queue_init(kRingEntries, &ring_, 0); r < 0) return std::unexpected(errno_error("io_uring_queue_init", -r));
-        ring_ready_ = true;
-        auto event = EventFd::create();
-        if (!event) return std::unexpected(event.error());
-        event_ = std::move(*event);
-        if (int r = io_uring_register_eventfd(&ring_, event_.get()); r < 0)
-            return std::unexpected(errno_error("io_uring_register_eventfd", -r));
-        auto watcher = FdWatcher::create(io, event_.get(), FdWatcher::Mode::kDrainEventfd, [this] { reap(); });
+        auto watcher = FdWatcher::create(io, event_fd_, FdWatcher::Mode::kDrainEventfd, [this] { reap(); });
         if (!watcher) return std::unexpected(watcher.error());
         watcher_ = std::move(*watcher);
         return {};
@@ -132,6 +123,7 @@ public:
             done_(op.tag, run_block_op_sync(fd_, op));
             return;
         }
+        // A new operation here must be added to block_ring_operations(), or the ring refuses it (EACCES).
         switch (op.kind) {
             case BlockOp::Kind::kRead:
                 io_uring_prep_readv(sqe, fd_, op.iov.data(), unsigned(op.iov.size()), op.offset);
@@ -234,10 +226,9 @@ private:
 
     int fd_;
     Completion done_;
-    io_uring ring_{};
-    bool ring_ready_ = false;
+    io_uring& ring_;
+    int event_fd_;
     bool dropping_ = false;
-    EventFd event_;
     std::unique_ptr<FdWatcher> watcher_;
     std::unordered_map<uint64_t, BlockOp> in_flight_;
     std::unordered_map<uint64_t, RangeJob> jobs_;  // discard and write-zeroes, by tag
@@ -264,9 +255,9 @@ int64_t run_block_op_sync(int fd, const BlockOp& op) {
 }
 
 Result<std::unique_ptr<BlockEngine>> BlockEngine::create(int fd, asio::io_context& io, Completion done,
-                                                         bool try_io_uring) {
-    if (try_io_uring) {
-        auto engine = std::make_unique<UringEngine>(fd, done);
+                                                         BlockRing* ring) {
+    if (ring) {
+        auto engine = std::make_unique<UringEngine>(fd, done, *ring);
         auto r = engine->init(io);
         if (r) return std::unique_ptr<BlockEngine>(std::move(engine));
         spdlog::info("virtio-blk: io_uring unavailable ({}), using synchronous I/O", r.error().message);

@@ -1,8 +1,9 @@
-// The I/O engines behind virtio-blk: io_uring (completions reaped on the VMM thread when the ring's
-// eventfd fires) with a synchronous fallback (preadv/pwritev/fsync/fallocate on the VMM thread) for
-// kernels or sandboxes where io_uring_queue_init fails. Both run discard and write-zeroes in slices
-// (devices/virtio/block_range_job.h): io_uring one slice in flight per request, the synchronous engine
-// one slice per event-loop pass, so such a request never holds the VMM thread for long.
+// The I/O engines behind virtio-blk: io_uring on the device's ring (devices/virtio/block_ring.h;
+// completions reaped on the VMM thread when the ring's eventfd fires) with a synchronous fallback
+// (preadv/pwritev/fsync/fallocate on the VMM thread) for kernels or sandboxes without io_uring. Both run
+// discard and write-zeroes in slices (devices/virtio/block_range_job.h): io_uring one slice in flight per
+// request, the synchronous engine one slice per event-loop pass, so such a request never holds the VMM
+// thread for long.
 #pragma once
 
 #include <sys/uio.h>
@@ -20,6 +21,8 @@ class io_context;
 
 namespace kite {
 
+class BlockRing;
+
 struct BlockOp {
     enum class Kind { kRead, kWrite, kFlush, kDiscard, kWriteZeroes };
     Kind kind = Kind::kRead;
@@ -34,9 +37,9 @@ public:
     // tag, then bytes transferred (read/write), 0 (other ops) or -errno.
     using Completion = std::function<void(uint64_t tag, int64_t result)>;
 
-    // io_uring if it can be set up (and try_io_uring), else the synchronous engine.
+    // io_uring on `ring` (block_ring.h; it must outlive the engine), else (nullptr) the synchronous engine.
     static Result<std::unique_ptr<BlockEngine>> create(int fd, asio::io_context& io, Completion done,
-                                                       bool try_io_uring = true);
+                                                       BlockRing* ring);
     virtual ~BlockEngine() = default;
 
     // Starts the op; the completion runs on the VMM thread, possibly before submit() returns.

@@ -35,4 +35,9 @@ Result<void> set_tap_offloads(int tap_fd, uint64_t driver_features) {
     return {};
 }
 
+std::span<const unsigned long> tap_ioctl_requests_after_open() {
+    static constexpr unsigned long kRequests[] = {TUNSETOFFLOAD};
+    return kRequests;
+}
+
 }  // namespace kite

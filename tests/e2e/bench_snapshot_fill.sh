@@ -17,13 +17,14 @@ DATA=${BENCH_DATA_MIB:-768}
 work=$(mktemp -d)
 dir=${BENCH_SNAP_DIR:-$work}
 pid=""
-trap '[[ -z $pid ]] || kill -9 "$pid" 2>/dev/null; rm -rf "$work" "$dir/bench.snap" "$dir/bench.snap.tmp"' EXIT
+trap '[[ -z $pid ]] || kill -9 "$pid" 2>/dev/null; rm -rf "$work" "$dir/bench.snap" "$dir/bench.snap.tmp" "$dir/api.sock"' EXIT
 head -c "$((DATA << 20))" /dev/urandom > "$work/data.bin"
 
 
 save="" capture="" stop_save="" restore="" pause="" ok=0
 for ((run = 1; run <= RUNS; run++)); do
-  sock=$work/api.sock snap=$dir/bench.snap
+  # The socket sits with the snapshot: under Landlock Kite writes only in the api-socket's directory.
+  sock=$dir/api.sock snap=$dir/bench.snap
   rm -f "$work/a.log" "$sock"  # the wait below must not see the previous run's
   "$KITE" run --kernel "$FILL_ELF" --memory "$MEMORY" --serial stdio --initrd "$work/data.bin" \
     --cmdline "fill_seed=$run fill_mb=1" --api-socket "$sock" </dev/null >"$work/a.log" 2>&1 &

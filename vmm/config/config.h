@@ -17,8 +17,9 @@ enum class BootProtocol { Auto, BzImage, Pvh };
 // How the guest learns where the virtio-mmio transports are: ACPI DSDT entries (LNRO0005, what the stock
 // kernel uses), or virtio_mmio.device= parameters on the kernel command line (kernels without ACPI).
 enum class VirtioDiscovery { Acpi, Cmdline };
-// The system-call filter Kite puts on itself before the guest runs (vmm/seccomp.h). On: enforced; Log:
-// calls outside the allowlist are only logged by the kernel; Off: none.
+// The sandbox Kite puts on itself before the guest runs (vmm/sandbox.h). On: the seccomp filter enforced
+// and Landlock; Log: calls outside the filter's allowlist are only logged by the kernel, no Landlock;
+// Off: none.
 enum class SeccompMode { On, Log, Off };
 
 // Where a character device's output goes. Input (serial, console) comes from stdin only in Stdio mode.

@@ -27,7 +27,8 @@ constexpr ConfigKey kKeys[] = {
     {Top, "log-level", "--log-level", "trace|debug|info|warn|error|critical|off", "warn", "Kite's log"},
     {Top, "vhost-trace", "--vhost-trace", "BOOL", "false", "print every vhost-user message, decoded"},
     {Top, "seccomp", "--seccomp", "on|log|off", "on",
-     "system-call filter Kite puts on itself (log: the kernel only logs calls outside it)"},
+     "system-call filter and Landlock sandbox Kite puts on itself (log: the kernel only logs calls outside "
+     "the filter, no Landlock)"},
     {Top, "api-socket", "--api-socket", "PATH", "", "serve the JSON control API on this Unix socket"},
     {Top, "restore", "--restore", "PATH", "", "resume this snapshot instead of booting"},
     {Top, "devices", "", "list", "", "devices in order, each entry one device type (below)"},

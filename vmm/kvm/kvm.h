@@ -1,6 +1,6 @@
 // One RAII type per KVM fd level (docs/ARCHITECTURE.md example 3): Kvm (/dev/kvm), VmFd, VcpuFd.
 // Every call returns Result with the ioctl named in the error, so a missing capability or permission is
-// reported as such rather than as a bare errno.
+// reported as such rather than as a bare errno. A new ioctl also goes in kvm_ioctls.h (the seccomp allowlist).
 #pragma once
 
 #include <linux/kvm.h>
