@@ -196,57 +196,42 @@ Result<Bytes> sta_present() {
     return aml::method("_STA", 0, false, {aml::return_value(aml::integer(0x0f))});
 }
 
-Result<Bytes> com1_device() {
-    auto hid = aml::eisa_id("PNP0501");
+// A device with an ID, a unique ID, present, and its resources: what COM1, pvpanic and the virtio-mmio
+// transports each are.
+Result<Bytes> plain_device(std::string_view name, Result<Bytes> hid, uint64_t uid, Result<Bytes> crs) {
     if (!hid) return std::unexpected(hid.error());
-    auto irq = aml::irq_no_flags(Serial::kCom1Irq);
-    if (!irq) return std::unexpected(irq.error());
-    auto crs = aml::resource_template({aml::io(Serial::kCom1Port, Serial::kRegisterCount), *irq});
     if (!crs) return std::unexpected(crs.error());
     auto terms = Terms()
                      .add(aml::name("_HID", *hid))
-                     .add(aml::name("_UID", aml::integer(0)))
+                     .add(aml::name("_UID", aml::integer(uid)))
                      .add(sta_present())
                      .add(aml::name("_CRS", *crs))
                      .take();
     if (!terms) return std::unexpected(terms.error());
-    return aml::device("COM1", *terms);
+    return aml::device(name, *terms);
+}
+
+Result<Bytes> com1_device() {
+    auto irq = aml::irq_no_flags(Serial::kCom1Irq);
+    if (!irq) return std::unexpected(irq.error());
+    return plain_device("COM1", aml::eisa_id("PNP0501"), 0,
+                        aml::resource_template({aml::io(Serial::kCom1Port, Serial::kRegisterCount), *irq}));
 }
 
 // QEMU's pvpanic ID, which the stock kernel's pvpanic-mmio driver binds (it takes an I/O port too).
 Result<Bytes> pvpanic_device() {
-    auto hid = aml::string("QEMU0001");
-    if (!hid) return std::unexpected(hid.error());
-    auto crs = aml::resource_template({aml::io(Pvpanic::kPort, Pvpanic::kPortSpan)});
-    if (!crs) return std::unexpected(crs.error());
-    auto terms = Terms()
-                     .add(aml::name("_HID", *hid))
-                     .add(aml::name("_UID", aml::integer(0)))
-                     .add(sta_present())
-                     .add(aml::name("_CRS", *crs))
-                     .take();
-    if (!terms) return std::unexpected(terms.error());
-    return aml::device("PEVT", *terms);
+    return plain_device("PEVT", aml::string("QEMU0001"), 0,
+                        aml::resource_template({aml::io(Pvpanic::kPort, Pvpanic::kPortSpan)}));
 }
 
 Result<Bytes> virtio_device(size_t index, const AcpiConfig::VirtioMmio& dev) {
     // "V" and three hex digits: index < kMaxVirtioDevices was checked.
     constexpr std::string_view kHex = "0123456789ABCDEF";
     const std::string name{'V', kHex[(index >> 8) & 0xf], kHex[(index >> 4) & 0xf], kHex[index & 0xf]};
-    auto hid = aml::string("LNRO0005");
-    if (!hid) return std::unexpected(hid.error());
     auto mem = aml::memory32_fixed(true, dev.base, dev.size);
     if (!mem) return std::unexpected(with_context("virtio-mmio device " + std::to_string(index), mem.error()));
-    auto crs = aml::resource_template({*mem, aml::interrupt({.edge = true}, dev.irq)});
-    if (!crs) return std::unexpected(crs.error());
-    auto terms = Terms()
-                     .add(aml::name("_HID", *hid))
-                     .add(aml::name("_UID", aml::integer(index)))
-                     .add(sta_present())
-                     .add(aml::name("_CRS", *crs))
-                     .take();
-    if (!terms) return std::unexpected(terms.error());
-    return aml::device(name, *terms);
+    return plain_device(name, aml::string("LNRO0005"), index,
+                        aml::resource_template({*mem, aml::interrupt({.edge = true}, dev.irq)}));
 }
 
 // The PCI host bridge: bus 0, its configuration ports, all other I/O ports passed down to the bus,
