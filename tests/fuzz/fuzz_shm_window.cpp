@@ -170,8 +170,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
     auto perms = page_perms(window->host_base());
     for (uint64_t page = 0; page < kWindowPages; ++page) {
-        // Never mapped since the last clear: reserved. Mapped once and unmapped: zero-filled memory.
-        std::string want = held.count(page) ? "rw-p" : "---p";
+        // Never mapped since the last clear: reserved. Mapped once and unmapped: read-only zero-filled memory.
+        std::string want = held.count(page) ? "r--p" : "---p";
         for (const auto& [o, s] : model)
             if (page * kPage >= o && page * kPage < o + s.len) want = s.writable ? "rw-s" : "r--s";
         check(perms[page] == want, "page protection differs from the books");
