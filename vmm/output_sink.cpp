@@ -13,7 +13,7 @@
 #include <mutex>
 #include <system_error>
 #include <thread>
-#include <vector>
+#include <memory>
 
 #include "base/event_fd.h"
 
@@ -27,7 +27,9 @@ struct OutputSink::State {
 
     std::mutex mutex;
     std::condition_variable exited_cv;
-    std::vector<uint8_t> ring;  // kCapacity bytes; [head, head + size) modulo its size is pending output
+    // kCapacity bytes, left uninitialised: a page costs memory only once output reaches it, and the
+    // writer starts over at 0 whenever it drains, so only the largest backlog is ever touched.
+    std::unique_ptr<uint8_t[]> ring;  // [head, head + size) modulo kCapacity is pending output
     size_t head = 0;
     size_t size = 0;
     uint64_t dropped = 0;
@@ -53,8 +55,8 @@ void write_out(const std::shared_ptr<OutputSink::State>& s) {
                 timeout_ms = int(std::chrono::ceil<std::chrono::milliseconds>(s->deadline - now).count());
             }
             // Producers only write into the free part of the ring: these bytes stay put until head moves.
-            data = s->ring.data() + s->head;
-            n = std::min({s->size, s->ring.size() - s->head, size_t{PIPE_BUF}});
+            data = s->ring.get() + s->head;
+            n = std::min({s->size, OutputSink::kCapacity - s->head, size_t{PIPE_BUF}});
         }
         pollfd fds[2] = {{s->wake.get(), POLLIN, 0}, {n > 0 ? s->fd.get() : -1, POLLOUT, 0}};
         if (::poll(fds, 2, timeout_ms) < 0 && errno != EINTR) break;
@@ -69,8 +71,8 @@ void write_out(const std::shared_ptr<OutputSink::State>& s) {
             s->size = 0;
             continue;
         }
-        s->head = (s->head + size_t(w)) % s->ring.size();
         s->size -= size_t(w);
+        s->head = s->size == 0 ? 0 : (s->head + size_t(w)) % OutputSink::kCapacity;
     }
     std::lock_guard lock(s->mutex);
     s->dropped += s->size;
@@ -100,7 +102,7 @@ Result<std::shared_ptr<OutputSink>> OutputSink::open(const OutputConfig& config,
     auto wake = EventFd::create();
     if (!wake) return std::unexpected(wake.error());
     state->wake = std::move(*wake);
-    state->ring.resize(kCapacity);
+    state->ring.reset(new uint8_t[kCapacity]);
     try {
         state->writer = std::thread([state] { write_out(state); });
     } catch (const std::system_error& e) {
@@ -117,12 +119,12 @@ void OutputSink::write(std::span<const uint8_t> bytes) {
     bool was_empty = false;
     {
         std::lock_guard lock(s.mutex);
-        size_t take = s.accepting ? std::min(bytes.size(), s.ring.size() - s.size) : 0;
+        size_t take = s.accepting ? std::min(bytes.size(), kCapacity - s.size) : 0;
         s.dropped += bytes.size() - take;
-        size_t tail = (s.head + s.size) % s.ring.size();
-        size_t first = std::min(take, s.ring.size() - tail);
-        std::memcpy(s.ring.data() + tail, bytes.data(), first);
-        std::memcpy(s.ring.data(), bytes.data() + first, take - first);
+        size_t tail = (s.head + s.size) % kCapacity;
+        size_t first = std::min(take, kCapacity - tail);
+        std::memcpy(s.ring.get() + tail, bytes.data(), first);
+        std::memcpy(s.ring.get(), bytes.data() + first, take - first);
         was_empty = s.size == 0 && take > 0;
         s.size += take;
     }
