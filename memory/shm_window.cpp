@@ -30,15 +30,14 @@ bool reserve_fixed(std::byte* at, uint64_t len) {
     return ::mmap(at, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) != MAP_FAILED;
 }
 
-// Replaces [at, at + len) with read-only private zero-filled memory, atomically (a KVM memslot over the
-// range sees the old pages or the new ones, never a gap). Read-only so that it costs no memory whatever
-// happens: reads share the kernel's zero page, and a guest write faults (ShmMemslots::repair then turns
-// the range into a hole) instead of allocating pages the guest's memory limit does not count.
-bool zero_fixed(std::byte* at, uint64_t len) {
+}  // namespace
+
+// Read-only so that it costs no memory whatever happens: reads share the kernel's zero page, and a guest
+// write faults (ShmMemslots::repair then turns the range into a hole) instead of allocating pages the
+// guest's memory limit does not count. Atomic: a KVM memslot over the range sees the old pages or the new.
+bool ShmWindow::zero_fill(std::byte* at, uint64_t len) {
     return ::mmap(at, len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) != MAP_FAILED;
 }
-
-}  // namespace
 
 Result<ShmWindow> ShmWindow::reserve(uint64_t size, size_t max_mappings) {
     if (size == 0) return fail("shared-memory window of size 0");
@@ -140,7 +139,7 @@ Result<void> ShmWindow::map(uint64_t shm_offset, int fd, uint64_t fd_offset, uin
         ::munmap(placed, len);
         // mremap may have removed what was underneath before failing (out of memory for the map): fill
         // the range again so nothing else lands in the window and a guest view kept over it finds memory.
-        zero_fixed(at, len);
+        zero_fill(at, len);
         used_ = true;
         return std::unexpected(std::move(error));
     }
@@ -165,7 +164,7 @@ Result<void> ShmWindow::unmap(uint64_t shm_offset, uint64_t len) {
 
     Mapping gone = *it;
     notify(gone, Change::kUnmapped);
-    if (!zero_fixed(gone.host, gone.len)) {
+    if (!zero_fill(gone.host, gone.len)) {
         Error error = errno_error(request + " failed: cannot replace the range");
         notify(gone, Change::kMapped);  // the file is still mapped there: keep the books and the observer honest
         return std::unexpected(std::move(error));

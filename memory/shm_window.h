@@ -69,6 +69,9 @@ public:
     Result<void> unmap(uint64_t shm_offset, uint64_t len);
     // Removes every mapping and reserves the whole window again (device reset, back-end disconnect).
     void clear();
+    // Replaces [at, at + len), inside a window, with what unmap leaves: read-only zero-filled memory.
+    // For ShmMemslots::repair, which must take a shrunk file's pages away without the window's books.
+    static bool zero_fill(std::byte* at, uint64_t len);
 
     // Sorted by offset, never overlapping.
     const std::vector<Mapping>& mappings() const { return mappings_; }

@@ -155,7 +155,7 @@ size_t ShmMemslots::repair() {
         it = drop(it);
         // Kite's own reads of the window must not SIGBUS either; the window's books still name the
         // mapping, and its unmap or clear() replaces this memory like any other.
-        if (shrunk) ::mmap(host, len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+        if (shrunk) ShmWindow::zero_fill(host, len);
         ++repaired;
     }
     return repaired;
